@@ -1,0 +1,625 @@
+"""The broker: the public API of one ddmq root directory.
+
+>>> import ddmq
+>>> b = ddmq.broker('/tmp/ddmq', create=True)
+>>> b.publish('jobs', 'Hello World!')          # doctest: +SKIP
+>>> msg = b.consume('jobs')                     # doctest: +SKIP
+>>> b.ack(msg)                                  # doctest: +SKIP
+
+A root holds a ``ddmq.yaml`` and one folder per queue; every change to a
+message file goes through :mod:`ddmq.protocol`, whose docstring describes the
+on-disk states and the single filesystem operation that moves a message
+between them.  Methods and defaults follow the original ddmq 0.9.14 API.
+"""
+
+import json
+import logging
+import numbers
+import os
+import sys
+import time
+import uuid
+
+from . import __version__, names, protocol, settings
+from .errors import (ConfigError, DdmqError, InvalidInputError, MessageNotFoundError,
+                     QueueNotFoundError, RootError, StorageError)
+from .message import message
+from .scanner import ReadyScanner
+
+__all__ = ["broker", "DdmqError"]
+
+log = logging.getLogger("ddmq")
+log.addHandler(logging.NullHandler())
+
+CLEAN_INTERVAL = 60        # seconds between two cleanings of a queue, unless forced
+TAKE_OVER_GRACE = 60       # seconds a cleaner or nacker holds a message while requeuing it
+STALE_TEMP_AGE = 3600      # seconds after which a .tmp file is a dead writer's leftover
+
+_ROOT_CONFIG_TEXT = "".join(
+    ["# ddmq root settings: they override the defaults for every queue in this root.\n",
+     "# Uncomment a line to change it; a queue's own ddmq.yaml overrides this file.\n"]
+    + ["# {}: {}\n".format(key, "null" if value is None else json.dumps(value))
+       for key, value in settings.DEFAULTS.items() if key != "cleaned"])
+_QUEUE_CONFIG_TEXT = ("# ddmq queue settings: they override the root's ddmq.yaml for this queue.\n"
+                      "# See the root's ddmq.yaml for the keys.\n")
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_optional_int(name, value):
+    if value is not None and not (_is_int(value) and value >= 0):
+        raise InvalidInputError("{} must be an integer >= 0, not {!r}".format(name, value), "invalid")
+
+
+def _check_optional_seconds(name, value):
+    if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                  and value >= 0):
+        raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
+            name, value), "invalid")
+
+
+def _wants_cleaning(clean, skip_cleaning):
+    # Upstream later renamed clean=True to skip_cleaning=False; accept both.
+    return clean if skip_cleaning is None else not skip_cleaning
+
+
+class broker:
+    """Interact with the queues of one ddmq root directory.
+
+    ``create=True`` creates and initiates the root, and any queue used,
+    when missing.  ``verbose`` and ``debug`` log INFO or DEBUG messages of
+    the ``ddmq`` logger to stderr.  ``clock`` is the function that tells the
+    time (epoch seconds) for leases; tests inject a shifted one.
+    """
+
+    def __init__(self, root, create=False, verbose=False, debug=False, clock=None):
+        if debug or verbose:
+            _log_to_stderr(logging.DEBUG if debug else logging.INFO)
+        if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
+            raise InvalidInputError("root must be a directory path, not {!r}".format(root), "invalid")
+        self.root = os.fspath(root)
+        self.create = create
+        self.clock = clock or time.time
+        self.default_settings = dict(settings.DEFAULTS)
+        self.global_settings = {}
+        self.queue_settings = {}
+        self._scanners = {}
+        self._last_cleaned = {}
+        config = os.path.join(self.root, settings.CONFIG_NAME)
+        if not os.path.isfile(config):
+            if not create:
+                if not os.path.isdir(self.root):
+                    raise RootError("root folder {} is missing".format(self.root), "missing")
+                raise RootError("root folder {} is not initiated (no {})".format(
+                    self.root, settings.CONFIG_NAME), "uninitiated")
+            log.info("Initiating root folder %s", self.root)
+            self.create_folder(self.root)
+            self._write_new_config(config, _ROOT_CONFIG_TEXT)
+        self.global_settings = dict(self.default_settings, **self._read_config(config))
+
+    def __repr__(self):
+        shown = ("create", "default_settings", "global_settings", "queue_settings", "root")
+        return "\n".join("{} = {}".format(key, getattr(self, key)) for key in shown)
+
+    # Settings
+
+    def get_config_file(self, queue=""):
+        """Return the settings in the config file of ``queue``, or of the root if empty."""
+        return self._read_config(self._config_path(queue))
+
+    def get_settings(self, queue):
+        """Return the settings of ``queue``: defaults, root and queue files merged (cached).
+
+        A missing queue is created if the broker was made with ``create=True``,
+        else QueueNotFoundError is raised.
+        """
+        try:
+            return self.queue_settings[queue]
+        except KeyError:
+            pass
+        path = self._config_path(queue)
+        if not self.check_dir(os.path.dirname(path)):
+            if not self.create:
+                raise QueueNotFoundError("queue {!r} does not exist in {}".format(
+                    queue, self.root), "no_queue")
+            self.create_queue(queue)
+        merged = dict(self.global_settings, **self._read_config(path))
+        self.queue_settings[queue] = merged
+        self._last_cleaned.setdefault(queue, merged["cleaned"])
+        return merged
+
+    def update_settings_file(self, queue="", package=None):
+        """Update the config file of ``queue`` (the root's if empty) with the dict ``package``."""
+        if not isinstance(package, dict):
+            raise InvalidInputError("package must be a dict of settings", "invalid")
+        path = self._config_path(queue)
+        current = self._read_config(path)
+        current.update(package)
+        try:
+            settings.write(path, current)
+        except OSError as exc:
+            raise protocol.storage_error(exc, "write", path) from None
+        if queue:
+            self.queue_settings.pop(queue, None)
+        else:
+            self.global_settings = dict(self.default_settings, **current)
+            self.queue_settings.clear()
+
+    # Queues
+
+    def check_dir(self, path, only_conf=False):
+        """Return True if ``path`` holds a ddmq.yaml (and, unless ``only_conf``, a work folder)."""
+        if not os.path.isfile(os.path.join(path, settings.CONFIG_NAME)):
+            return False
+        return only_conf or os.path.isdir(os.path.join(path, protocol.WORK_DIR))
+
+    def create_folder(self, path):
+        """Create the folder ``path`` and its parents (an existing folder is fine)."""
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise protocol.storage_error(exc, "create folder", path) from None
+
+    def create_queue(self, queue):
+        """Create ``queue`` (an existing queue is left as it is); return True."""
+        queue_dir = self._queue_dir(queue)
+        log.info("Creating queue %s", queue)
+        for folder in (protocol.WORK_DIR, protocol.TEMP_DIR):
+            self.create_folder(os.path.join(queue_dir, folder))
+        self._write_new_config(os.path.join(queue_dir, settings.CONFIG_NAME), _QUEUE_CONFIG_TEXT)
+        return True
+
+    def delete_queue(self, queue):
+        """Delete ``queue`` with all its messages; return True.
+
+        Refuses, changing nothing, if the queue folder holds files ddmq did
+        not write there.
+        """
+        queue_dir = self._existing_queue_dir(queue)
+        foreign = [name for name in self._foreign_entries(queue_dir)]
+        if foreign:
+            raise DdmqError("not deleting queue {!r}: {} holds files ddmq did not write: {}".format(
+                queue, queue_dir, ", ".join(sorted(foreign)[:5])), "not_empty")
+        log.info("Deleting queue %s", queue)
+        self.purge_queue(queue)
+        try:
+            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR):
+                path = os.path.join(queue_dir, folder)
+                for name in _listdir(path):
+                    os.unlink(os.path.join(path, name))
+                if os.path.isdir(path):
+                    os.rmdir(path)
+            os.rmdir(os.path.join(queue_dir, protocol.WORK_DIR))
+            os.unlink(os.path.join(queue_dir, settings.CONFIG_NAME))
+            os.rmdir(queue_dir)
+        except OSError as exc:
+            raise protocol.storage_error(exc, "delete queue folder", queue_dir) from None
+        self._forget(queue)
+        return True
+
+    def purge_queue(self, queue):
+        """Delete every message of ``queue``; return [waiting deleted, claimed deleted]."""
+        queue_dir = self._existing_queue_dir(queue)
+        work_dir = os.path.join(queue_dir, protocol.WORK_DIR)
+        log.info("Purging queue %s", queue)
+        waiting = sum(protocol.remove(queue_dir, name)
+                      for name in _listdir(queue_dir) if names.READY_NAME.match(name))
+        claimed = sum(protocol.remove(work_dir, name)
+                      for name in _listdir(work_dir) if names.WORK_NAME.match(name))
+        return [waiting, claimed]
+
+    def list_queues(self):
+        """Return the sorted names of the queues in the root."""
+        return sorted(name for name in _listdir(self.root)
+                      if names.QUEUE_NAME.match(name)
+                      and self.check_dir(os.path.join(self.root, name)))
+
+    def get_message_list(self, queue):
+        """Return two lists: the waiting messages in serving order, and the claimed ones."""
+        queue_dir = self._existing_queue_dir(queue)
+        waiting = sorted(filter(None, map(names.ready_sort_key, _listdir(queue_dir))))
+        work = _listdir(os.path.join(queue_dir, protocol.WORK_DIR))
+        return [key[-1] for key in waiting], sorted(n for n in work if names.WORK_NAME.match(n))
+
+    def get_queue_number(self):
+        """Return a new queue number: the epoch time without its decimal point, 19 digits."""
+        return names.new_queue_number()
+
+    # Messages
+
+    def publish(self, queue, msg_text=None, priority=None, clean=True, requeue=None,
+                requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
+                skip_cleaning=None, message=None):
+        """Publish a message to ``queue`` and return a copy of it.
+
+        ``priority`` defaults to the queue's setting; ``requeue``,
+        ``requeue_prio``, ``timeout`` and ``requeue_limit`` left as None follow
+        the queue's settings when the message is nacked or expires.
+        ``message`` is accepted as another name for ``msg_text``.
+        """
+        conf = self.get_settings(names.check_queue_name(queue))
+        text = msg_text if msg_text is not None else message
+        if priority is None:
+            priority = conf["priority"]
+        _check_optional_int("priority", priority)
+        _check_optional_int("requeue_prio", requeue_prio)
+        _check_optional_int("requeue_limit", requeue_limit)
+        _check_optional_int("requeue_counter", requeue_counter)
+        _check_optional_seconds("timeout", timeout)
+        if requeue is not None and not isinstance(requeue, bool):
+            raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
+                requeue), "invalid")
+        if _wants_cleaning(clean, skip_cleaning):
+            self.clean(queue)
+        msg = _new_message(queue, "" if text is None else text, priority, requeue, requeue_prio,
+                           timeout, requeue_counter, requeue_limit)
+        protocol.publish(self._queue_dir(queue), msg.filename.split("/")[1], _encode(msg),
+                         conf["fsync"])
+        log.debug("Published %s", msg.filename)
+        return msg
+
+    def consume(self, queue, n=1, clean=True, skip_cleaning=None):
+        """Consume up to ``n`` messages from ``queue``, in serving order.
+
+        Each is claimed into the work folder with its expiry in its name
+        (``message.filename``).  Returns one message or None if ``n`` is 1,
+        else a list (possibly empty).
+        """
+        conf = self.get_settings(names.check_queue_name(queue))
+        if not _is_int(n) or n < 1:
+            raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
+        if _wants_cleaning(clean, skip_cleaning):
+            self.clean(queue)
+        queue_dir = self._queue_dir(queue)
+        scanner = self._scanner(queue, queue_dir)
+        consumed = []
+        while len(consumed) < n:
+            try:
+                ready = scanner.next_candidate()
+            except FileNotFoundError:
+                raise QueueNotFoundError("queue folder {} disappeared".format(queue_dir),
+                                         "no_queue") from None
+            except OSError as exc:
+                raise protocol.storage_error(exc, "list", queue_dir) from None
+            if ready is None:
+                break
+            work = protocol.claim(queue_dir, ready, self.clock() + conf["message_timeout"],
+                                  conf["fsync"])
+            if work is None:
+                continue  # RACE: another consumer claimed it first
+            msg = self._read_owned(queue, work)
+            if msg is None:
+                continue
+            if msg.timeout is not None and msg.timeout != conf["message_timeout"]:
+                work = protocol.take_over(queue_dir, work, self.clock() + msg.timeout,
+                                          conf["fsync"])
+                if work is None:
+                    continue  # RACE: our default lease had already expired and was taken
+            msg.filename = work
+            consumed.append(msg)
+        log.debug("Consumed %d message(s) from %s", len(consumed), queue)
+        if n == 1:
+            return consumed[0] if consumed else None
+        return consumed
+
+    def ack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None):
+        """Acknowledge consumed messages: delete them (or requeue them if ``requeue`` is True).
+
+        ``queue`` is a queue name with ``msg_files`` one work-file name or a
+        list of them, or a consumed message object.  Returns the names acked;
+        a message whose lease expired and was taken by another process is
+        not among them.
+        """
+        queue, msg_files = self._work_files(queue, msg_files)
+        conf = self.get_settings(queue)
+        if _wants_cleaning(clean, skip_cleaning):
+            self.clean(queue)
+        work_dir = os.path.join(self._queue_dir(queue), protocol.WORK_DIR)
+        acked = []
+        for work in msg_files:
+            if requeue:
+                done = self._settle(queue, work, requeue=True)
+            else:
+                done = protocol.remove(work_dir, work, conf["fsync"])
+            if done:
+                acked.append(work)
+            else:
+                log.warning("Not acked: %s/%s is gone; its lease expired and another process "
+                            "took it, so it will be delivered again", queue, work)
+        return acked
+
+    def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None):
+        """Negatively acknowledge consumed messages: requeue or delete them.
+
+        ``requeue`` True forces a requeue, False a delete; None follows the
+        message's and the queue's ``requeue`` and ``requeue_limit``.  Takes the
+        same message arguments as :meth:`ack`; returns the names nacked.
+        """
+        queue, msg_files = self._work_files(queue, msg_files)
+        self.get_settings(queue)
+        if _wants_cleaning(clean, skip_cleaning):
+            self.clean(queue)
+        nacked = []
+        for work in msg_files:
+            if self._settle(queue, work, requeue):
+                nacked.append(work)
+            else:
+                log.warning("Not nacked: %s/%s is gone; its lease expired and another process "
+                            "took it", queue, work)
+        return nacked
+
+    def requeue_message(self, path, msg=None):
+        """Requeue the consumed message at ``path`` (a work-file path or message); return True."""
+        queue, directory, name = self._resolve(msg if path is None else path)
+        if directory != protocol.WORK_DIR:
+            raise InvalidInputError("{} is not a consumed message".format(name), "invalid")
+        if not self._settle(queue, name, requeue=True):
+            raise MessageNotFoundError("message {}/work/{} is gone".format(queue, name), "not_found")
+        return True
+
+    def clean(self, queue, force=False):
+        """Requeue or delete the expired messages of ``queue``'s work folder.
+
+        Runs at most once per 60 s per queue (across processes, through the
+        queue's ``cleaned`` setting) unless ``force``.  Returns True if it
+        cleaned, False if it was too soon.
+        """
+        conf = self.get_settings(names.check_queue_name(queue))
+        now = self.clock()
+        if not force:
+            if now - self._last_cleaned.get(queue, 0) < CLEAN_INTERVAL:
+                return False
+            # Another process may have cleaned since we last looked.
+            cleaned = self.get_config_file(queue).get("cleaned", 0)
+            self._last_cleaned[queue] = max(self._last_cleaned.get(queue, 0), cleaned)
+            if now - self._last_cleaned[queue] < CLEAN_INTERVAL:
+                return False
+        self._last_cleaned[queue] = now
+        log.info("Cleaning queue %s", queue)
+        queue_dir = self._queue_dir(queue)
+        for work in _listdir(os.path.join(queue_dir, protocol.WORK_DIR)):
+            parsed = names.parse_work_name(work)
+            if parsed and parsed[0] + conf["clock_skew"] < now:
+                self._settle(queue, work, requeue=None)
+        protocol.remove_stale_temp_files(queue_dir, now - STALE_TEMP_AGE - conf["clock_skew"])
+        self.update_settings_file(queue, {"cleaned": int(now)})
+        return True
+
+    def clean_all(self):
+        """Clean every queue in the root."""
+        for queue in self.list_queues():
+            self.clean(queue)
+
+    def get_message(self, path):
+        """Return the message at ``path``: a path to a waiting or consumed message file."""
+        queue, directory, name = self._resolve(path)
+        full = os.path.join(self.root, queue, directory, name)
+        try:
+            with open(full, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            if protocol.lost_race(exc):
+                raise MessageNotFoundError("no message {}".format(full), "not_found") from None
+            raise protocol.storage_error(exc, "read", full) from None
+        msg = _decode(data)
+        if msg is None:
+            raise DdmqError("message file {} is corrupt".format(full), "corrupt")
+        msg.filename = name
+        return msg
+
+    def delete_message(self, path):
+        """Delete the message at ``path`` (a path or a message object); return True."""
+        queue, directory, name = self._resolve(path)
+        conf = self.get_settings(queue)
+        if not protocol.remove(os.path.join(self.root, queue, directory), name, conf["fsync"]):
+            raise MessageNotFoundError("no message {}/{}".format(queue, name), "not_found")
+        return True
+
+    def version(self):
+        """Return the ddmq version."""
+        return __version__
+
+    # Helpers
+
+    def _settle(self, queue, work, requeue):
+        """Take over the claimed message ``work`` and requeue or delete it.
+
+        ``requeue`` True or False forces the choice; None follows the
+        message's settings and its requeue limit.  Returns False if another
+        process took the message first.
+        """
+        conf = self.get_settings(queue)
+        queue_dir = self._queue_dir(queue)
+        owned = protocol.take_over(queue_dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
+                                   conf["fsync"])
+        if owned is None:
+            return False
+        msg = self._read_owned(queue, owned)
+        if msg is None:
+            return True  # quarantined: nothing left to requeue
+        if requeue is None:
+            limit = msg.requeue_limit if msg.requeue_limit is not None else conf["requeue_limit"]
+            requeue = ((msg.requeue if msg.requeue is not None else conf["requeue"])
+                       and (limit is None or msg.requeue_counter < limit))
+        if not requeue:
+            log.info("Deleting %s/%s (not requeued)", queue, work)
+            protocol.remove(os.path.join(queue_dir, protocol.WORK_DIR), owned, conf["fsync"])
+            return True
+        msg.requeue_counter += 1
+        msg.priority = msg.requeue_prio if msg.requeue_prio is not None else conf["requeue_prio"]
+        msg.queue_number = names.new_queue_number()
+        ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
+        msg.filename = "{}/{}".format(queue, ready)
+        log.info("Requeuing %s/%s as %s", queue, work, ready)
+        protocol.requeue(queue_dir, owned, ready, _encode(msg), conf["fsync"])
+        return True
+
+    def _read_owned(self, queue, work):
+        """Read a message we own; quarantine it and return None if it is corrupt or gone."""
+        queue_dir = self._queue_dir(queue)
+        try:
+            data = protocol.read_claimed(queue_dir, work)
+        except FileNotFoundError:
+            return None  # RACE: a stale-cache ack elsewhere removed it; it is settled
+        msg = _decode(data)
+        if msg is None:
+            where = protocol.quarantine(queue_dir, work)
+            log.warning("Message file %s/work/%s is corrupt; moved to %s", queue, work, where)
+            return None
+        msg.queue = queue
+        return msg
+
+    def _work_files(self, queue, msg_files):
+        """Return (queue, [work names]) from ack/nack arguments, validating every name first."""
+        if isinstance(queue, message):
+            queue, msg_files = queue.queue, queue.filename
+        names.check_queue_name(queue)
+        if msg_files is None or msg_files == []:
+            raise InvalidInputError("no message file names given", "invalid")
+        if isinstance(msg_files, str):
+            msg_files = [msg_files]
+        for name in msg_files:
+            if not isinstance(name, str) or not names.WORK_NAME.match(name):
+                raise InvalidInputError(
+                    "{!r} is not the name of a consumed message in queue {!r} (expected "
+                    "<expiry>.<priority>.<number>.ddmq<id>, no folders)".format(name, queue),
+                    "invalid")
+        return queue, list(msg_files)
+
+    def _resolve(self, path):
+        """Return (queue, '' or 'work', name) for a message path or object inside this root."""
+        if isinstance(path, message):
+            if not path.filename or not path.queue:
+                raise InvalidInputError("message has no queue or file name", "invalid")
+            name = os.path.basename(path.filename)
+            path = os.path.join(path.queue, protocol.WORK_DIR if names.WORK_NAME.match(name)
+                                else "", name)
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidInputError("expected a message path, not {!r}".format(path), "invalid")
+        path = os.fspath(path)
+        root = os.path.realpath(self.root)
+        tries = [path] if os.path.isabs(path) else [os.path.join(self.root, path), path]
+        for candidate in tries:
+            name = os.path.basename(candidate)
+            parent = os.path.realpath(os.path.dirname(candidate))
+            if names.WORK_NAME.match(name) and os.path.basename(parent) == protocol.WORK_DIR:
+                queue_dir, directory = os.path.dirname(parent), protocol.WORK_DIR
+            elif names.READY_NAME.match(name):
+                queue_dir, directory = parent, ""
+            else:
+                continue
+            queue = os.path.basename(queue_dir)
+            if os.path.dirname(queue_dir) == root and names.QUEUE_NAME.match(queue):
+                return queue, directory, name
+        raise InvalidInputError("{!r} is not a message file of a queue in {}".format(
+            path, self.root), "invalid")
+
+    def _queue_dir(self, queue):
+        return os.path.join(self.root, names.check_queue_name(queue))
+
+    def _existing_queue_dir(self, queue):
+        queue_dir = self._queue_dir(queue)
+        if not self.check_dir(queue_dir):
+            raise QueueNotFoundError("queue {!r} does not exist in {}".format(queue, self.root),
+                                     "no_queue")
+        return queue_dir
+
+    def _config_path(self, queue):
+        if queue:
+            return os.path.join(self._queue_dir(queue), settings.CONFIG_NAME)
+        return os.path.join(self.root, settings.CONFIG_NAME)
+
+    def _read_config(self, path):
+        try:
+            return settings.read(path)
+        except FileNotFoundError:
+            raise ConfigError("config file {} is missing".format(path), "config") from None
+
+    def _write_new_config(self, path, text):
+        if os.path.exists(path):
+            return
+        try:
+            with open(path, "x") as handle:
+                handle.write(text)
+        except FileExistsError:
+            pass  # RACE: another process initiated it at the same moment
+        except OSError as exc:
+            raise protocol.storage_error(exc, "create", path) from None
+
+    def _scanner(self, queue, queue_dir):
+        scanner = self._scanners.get(queue)
+        if scanner is None:
+            scanner = self._scanners[queue] = ReadyScanner(queue_dir)
+        return scanner
+
+    def _foreign_entries(self, queue_dir):
+        known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,
+                 protocol.QUARANTINE_DIR}
+        for name in _listdir(queue_dir):
+            if name not in known and not names.READY_NAME.match(name) \
+                    and not name.startswith("." + settings.CONFIG_NAME):
+                yield name
+        for name in _listdir(os.path.join(queue_dir, protocol.WORK_DIR)):
+            if not names.WORK_NAME.match(name):
+                yield protocol.WORK_DIR + "/" + name
+
+    def _forget(self, queue):
+        self.queue_settings.pop(queue, None)
+        self._scanners.pop(queue, None)
+        self._last_cleaned.pop(queue, None)
+
+
+def _new_message(queue, text, priority, requeue, requeue_prio, timeout, requeue_counter,
+                 requeue_limit):
+    msg_id = uuid.uuid4().hex
+    number = names.new_queue_number()
+    return message(queue=queue, message=text, timeout=timeout, id=msg_id, priority=priority,
+                   queue_number=number,
+                   filename="{}/{}".format(queue, names.ready_name(priority, number, msg_id)),
+                   requeue=requeue, requeue_counter=requeue_counter,
+                   requeue_limit=requeue_limit, requeue_prio=requeue_prio)
+
+
+def _encode(msg):
+    try:
+        return msg.msg2json().encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError("message text cannot be stored as JSON: {}".format(exc),
+                                "invalid") from None
+
+
+def _decode(data):
+    """Return the message in ``data``, or None if it is not a valid message file."""
+    try:
+        package = json.loads(data.decode("utf-8"))
+        if not isinstance(package, dict) or "message" not in package:
+            return None
+        msg = message.json2msg(package)
+        if not _is_int(msg.requeue_counter):
+            return None
+        return msg
+    except (ValueError, DdmqError):
+        return None
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise protocol.storage_error(exc, "list", path) from None
+
+
+_stderr_handler = None
+
+
+def _log_to_stderr(level):
+    global _stderr_handler
+    if _stderr_handler is None:
+        _stderr_handler = logging.StreamHandler(sys.stderr)
+        _stderr_handler.setFormatter(logging.Formatter("ddmq %(levelname)s: %(message)s"))
+        log.addHandler(_stderr_handler)
+    log.setLevel(min(level, log.level or level))

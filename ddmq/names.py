@@ -1,0 +1,89 @@
+"""The name grammar: queue names, message file names, queue numbers and leases.
+
+A waiting message is named ``<priority>.<queue_number>.ddmq<id>``; a claimed
+one, in the queue's ``work/`` folder, ``<lease>.<priority>.<queue_number>.ddmq<id>``.
+
+* ``priority`` is an integer >= 0; lower is served first, compared as a number.
+* ``queue_number`` is the epoch time with the decimal point removed: its first
+  10 digits are seconds, the rest a fraction.  New numbers have exactly 19
+  digits (nanoseconds) and strictly increase within a process; legacy numbers
+  of any length are ordered by their time value too.
+* ``id`` is 32 hex digits (a uuid4); it survives requeues.
+* ``lease`` is the expiry time in epoch seconds (10 digits), followed by 9
+  random digits that make every claim's destination name unique to its
+  claimant.  A name with a bare 10-digit lease was written by the original ddmq.
+
+Nothing else ddmq writes matches these patterns: temporary files and
+quarantined messages live in hidden folders (``.tmp/``, ``.quarantine/``).
+"""
+
+import random
+import re
+import time
+
+from .errors import InvalidInputError
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
+READY_NAME = re.compile(r"(\d+)\.(\d+)\.ddmq([A-Za-z0-9]+)\Z")
+WORK_NAME = re.compile(r"(\d+)\.(\d+\.\d+\.ddmq[A-Za-z0-9]+)\Z")
+
+SECONDS_DIGITS = 10
+_NONCE_LIMIT = 10 ** 9
+_last_queue_number = 0
+
+
+def check_queue_name(queue):
+    """Return ``queue`` if it is a valid queue name, else raise InvalidInputError."""
+    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        raise InvalidInputError(
+            "invalid queue name {!r}: use only letters, digits, '_' and '-'".format(queue),
+            "invalid")
+    return queue
+
+
+def new_queue_number():
+    """Return a fixed-width queue number, strictly greater than the last one of this process."""
+    global _last_queue_number
+    number = max(time.time_ns(), _last_queue_number + 1)
+    _last_queue_number = number
+    return "{:019d}".format(number)
+
+
+def ready_name(priority, queue_number, msg_id):
+    """Return the file name of a waiting message."""
+    return "{}.{}.ddmq{}".format(priority, queue_number, msg_id)
+
+
+def ready_sort_key(name):
+    """Return the serving order key of a waiting message's name, or None if it is not one.
+
+    Priority first, as a number; then the queue number's seconds as a number
+    and its fraction digits as a string (a left-aligned fraction sorts as a
+    string the way it sorts as a number, whatever its length); the name last
+    breaks ties deterministically.
+    """
+    parts = name.split(".")
+    if (len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit()
+            or not parts[2].startswith("ddmq") or not READY_NAME.match(name)):
+        return None
+    number = parts[1]
+    return (int(parts[0]), int(number[:SECONDS_DIGITS]), number[SECONDS_DIGITS:], name)
+
+
+def new_lease(expiry):
+    """Return a lease for a claim that expires at epoch time ``expiry``."""
+    return "{:010d}{:09d}".format(max(0, int(expiry)), random.randrange(_NONCE_LIMIT))
+
+
+def work_name(lease, ready):
+    """Return the name of a claimed message in ``work/``."""
+    return "{}.{}".format(lease, ready)
+
+
+def parse_work_name(name):
+    """Return ``(expiry_seconds, ready_name)`` of a claimed message's name, or None."""
+    match = WORK_NAME.match(name)
+    if not match:
+        return None
+    lease = match.group(1)
+    return int(lease[:SECONDS_DIGITS]), match.group(2)

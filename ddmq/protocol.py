@@ -1,0 +1,256 @@
+"""The claim protocol: every way a message moves between files and directories.
+
+This module is the only code that creates, renames or removes message files;
+the broker calls it for every state change.  The layout of one queue folder::
+
+    <queue>/ddmq.yaml                                queue settings
+    <queue>/<prio>.<qnum>.ddmq<id>                   READY    waiting to be consumed
+    <queue>/work/<lease>.<prio>.<qnum>.ddmq<id>      CLAIMED  consumed, not yet acked
+    <queue>/.tmp/<host>.<pid>.<n>.<random>           WRITING  private to one writer
+    <queue>/.quarantine/<name>                       CORRUPT  unreadable, set aside
+
+(name grammar: :mod:`ddmq.names`).  Each transition is ONE atomic namespace
+operation, and every rename targets a name that no other process can choose:
+ready names carry a fresh uuid, leases carry 9 random digits.  That rule is
+what makes a rename an exclusive claim on a shared filesystem, where a client
+with a stale cache can "successfully" rename a file that another client has
+already moved to the very same name.
+
+==========  ===================================  ============================
+from        operation                            to / meaning
+==========  ===================================  ============================
+(new)       write WRITING, then rename it        READY (publish)
+READY       rename into work/ with a new lease   CLAIMED (claim)
+CLAIMED     rename to a new lease                CLAIMED (take over: nack,
+                                                 clean, per-message timeout)
+CLAIMED     unlink                               gone (ack, drop)
+CLAIMED     write WRITING, rename it to a new    READY again (requeue), then
+            READY name; then unlink CLAIMED      unlink the claimed file
+CLAIMED     rename into .quarantine/             CORRUPT
+READY       unlink                               gone (purge, delete)
+==========  ===================================  ============================
+
+Races (``RACE:`` below) are decided by the filesystem: of several processes
+renaming or unlinking the same name, one succeeds and the others get ENOENT
+(or ESTALE from a network filesystem); the losers move on.  A file is read
+only after its claimant owns it, and a published file is complete before
+its name appears, so a reader never sees a partial message.
+
+Crashes leave at worst a redelivery: a writer killed mid-publish leaves only
+a private ``.tmp`` file (removed by ``clean`` once stale); a claimant killed
+before its ack leaves a CLAIMED file that expires and is requeued; a requeue
+killed between its two steps leaves both the new READY file and the old
+CLAIMED file, which later expires and is delivered once more.
+
+Leases: a CLAIMED file's lease starts with its expiry in epoch seconds.  It
+is expired when ``expiry + clock_skew < now``; ``now`` comes from the
+broker's clock, one injectable function.  A process that takes over an
+expired message first renames it to a fresh lease, so of several cleaners
+exactly one requeues it.
+
+Durability: with ``fsync`` the file is fsynced before it is renamed into
+view, and the directories touched are fsynced after each move.  Without it,
+a power loss may lose recent publishes and moves, never a process crash.
+"""
+
+import errno
+import os
+import socket
+
+from . import names
+from .errors import StorageError
+
+WORK_DIR = "work"
+TEMP_DIR = ".tmp"
+QUARANTINE_DIR = ".quarantine"
+
+# errno values that mean "another process got there first": the name is gone
+# (ENOENT) or, on a network filesystem, our cached handle for it is (ESTALE).
+_LOST_RACE = frozenset({errno.ENOENT, errno.ESTALE})
+
+_writer_prefix = None
+_writer_count = 0
+
+
+def lost_race(exc):
+    """Return True if the OSError ``exc`` means another process took the file first."""
+    return exc.errno in _LOST_RACE
+
+
+def storage_error(exc, action, path):
+    """Return a StorageError that says which action on which path the filesystem refused."""
+    return StorageError("cannot {} {}: {}".format(action, path, exc.strerror or exc), "io")
+
+
+def _temp_name():
+    # Unique across hosts and processes; recomputed after a fork (new pid).
+    global _writer_prefix, _writer_count
+    pid = os.getpid()
+    if _writer_prefix is None or _writer_prefix[1] != pid:
+        _writer_prefix = ("{}.{}.{}".format(socket.gethostname().replace(".", "_"), pid,
+                                            os.urandom(4).hex()), pid)
+    _writer_count += 1
+    return "{}.{}".format(_writer_prefix[0], _writer_count)
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temp(queue_dir, data, fsync):
+    """Write ``data`` to a new private file in ``.tmp/`` and return its path."""
+    temp_dir = os.path.join(queue_dir, TEMP_DIR)
+    path = os.path.join(temp_dir, _temp_name())
+    try:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            # A queue made by the original ddmq has no .tmp/ yet.
+            os.makedirs(temp_dir, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        raise storage_error(exc, "create a message file in", temp_dir) from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        _unlink_quietly(path)
+        raise storage_error(exc, "write", path) from None
+    return path
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def publish(queue_dir, ready, data, fsync=False):
+    """Make ``data`` visible as the waiting message ``ready``: WRITING -> READY."""
+    temp = _write_temp(queue_dir, data, fsync)
+    try:
+        os.rename(temp, os.path.join(queue_dir, ready))
+    except OSError as exc:
+        _unlink_quietly(temp)
+        raise storage_error(exc, "publish into", queue_dir) from None
+    if fsync:
+        _fsync_dir(queue_dir)
+
+
+def claim(queue_dir, ready, expiry, fsync=False):
+    """Claim the waiting message ``ready``: READY -> CLAIMED.
+
+    Return the claimed file's name in ``work/``, or None if another process
+    claimed it first.
+    """
+    work = names.work_name(names.new_lease(expiry), ready)
+    return work if _move(os.path.join(queue_dir, ready),
+                         os.path.join(queue_dir, WORK_DIR, work), fsync) else None
+
+
+def take_over(queue_dir, work, expiry, fsync=False):
+    """Give the claimed message ``work`` a new lease: CLAIMED -> CLAIMED.
+
+    Return the new name, or None if another process took it first (acked,
+    requeued or took it over).  Whoever gets the new name owns the message.
+    """
+    new = names.work_name(names.new_lease(expiry), names.parse_work_name(work)[1])
+    work_dir = os.path.join(queue_dir, WORK_DIR)
+    return new if _move(os.path.join(work_dir, work), os.path.join(work_dir, new), fsync) else None
+
+
+def _move(source, destination, fsync):
+    """Rename ``source`` to our own unique ``destination``; False if we lost the race."""
+    try:
+        os.rename(source, destination)
+    except OSError as exc:
+        if not lost_race(exc):
+            raise storage_error(exc, "move", source) from None
+        # RACE: on NFS a retransmitted rename can report ENOENT although the
+        # first attempt succeeded; the destination is ours alone, so if it
+        # exists, the claim is ours.
+        if not os.path.lexists(destination):
+            return False
+    if fsync:
+        _fsync_dir(os.path.dirname(destination))
+        if os.path.dirname(source) != os.path.dirname(destination):
+            _fsync_dir(os.path.dirname(source))
+    return True
+
+
+def read_claimed(queue_dir, work):
+    """Return the bytes of the claimed message ``work``; raise FileNotFoundError if it is gone."""
+    path = os.path.join(queue_dir, WORK_DIR, work)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        if lost_race(exc):
+            raise FileNotFoundError(errno.ENOENT, "claimed message is gone", path) from None
+        raise storage_error(exc, "read", path) from None
+
+
+def remove(directory, name, fsync=False):
+    """Unlink a message file: CLAIMED or READY -> gone.  False if it was already gone."""
+    path = os.path.join(directory, name)
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if lost_race(exc):
+            return False  # RACE: acked, requeued or purged by another process
+        raise storage_error(exc, "remove", path) from None
+    if fsync:
+        _fsync_dir(directory)
+    return True
+
+
+def requeue(queue_dir, work, ready, data, fsync=False):
+    """Put the owned claimed message ``work`` back as ``ready`` with new contents.
+
+    CLAIMED -> READY: the new file is published first and the claimed file
+    removed second, so a crash in between duplicates, never loses.
+    """
+    publish(queue_dir, ready, data, fsync)
+    remove(os.path.join(queue_dir, WORK_DIR), work, fsync)
+
+
+def quarantine(queue_dir, work):
+    """Move the owned, unreadable claimed message ``work`` aside: CLAIMED -> CORRUPT."""
+    target_dir = os.path.join(queue_dir, QUARANTINE_DIR)
+    os.makedirs(target_dir, exist_ok=True)
+    source = os.path.join(queue_dir, WORK_DIR, work)
+    try:
+        os.rename(source, os.path.join(target_dir, work))
+    except OSError as exc:
+        if not lost_race(exc):
+            raise storage_error(exc, "quarantine", source) from None
+    return os.path.join(target_dir, work)
+
+
+def remove_stale_temp_files(queue_dir, older_than):
+    """Remove WRITING files last modified before epoch time ``older_than`` (dead writers')."""
+    temp_dir = os.path.join(queue_dir, TEMP_DIR)
+    removed = 0
+    try:
+        entries = list(os.scandir(temp_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < older_than:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass  # RACE: its writer finished, or another cleaner removed it
+    return removed

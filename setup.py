@@ -1,0 +1,32 @@
+"""Install ddmq: the library and the ``ddmq`` command."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "ddmq" / "__init__.py").read_text(),
+                    re.M).group(1)
+
+setup(
+    name="ddmq",
+    version=VERSION,
+    description="Dead Drop Messaging Queue: a serverless, file-based message queue",
+    long_description=(HERE / "README.rst").read_text(),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    packages=find_packages(include=["ddmq", "ddmq.*"]),
+    package_data={"ddmq": ["py.typed"]},
+    python_requires=">=3.9",
+    install_requires=["PyYAML>=5.1", "beautifultable>=1.0"],
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
+    entry_points={"console_scripts": ["ddmq = ddmq.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.9",
+        "Operating System :: POSIX",
+        "Topic :: System :: Distributed Computing",
+    ],
+)
