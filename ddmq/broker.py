@@ -257,6 +257,7 @@ class broker:
                            timeout, requeue_counter, requeue_limit)
         protocol.publish(self._queue_dir(queue), msg.filename.split("/")[1], _encode(msg),
                          conf["fsync"])
+        self._offer(queue, msg.filename.split("/")[1])
         log.debug("Published %s", msg.filename)
         return msg
 
@@ -454,6 +455,7 @@ class broker:
         msg.filename = "{}/{}".format(queue, ready)
         log.info("Requeuing %s/%s as %s", queue, work, ready)
         protocol.requeue(queue_dir, owned, ready, _encode(msg), conf["fsync"])
+        self._offer(queue, ready)
         return True
 
     def _read_owned(self, queue, work):
@@ -553,6 +555,12 @@ class broker:
         if scanner is None:
             scanner = self._scanners[queue] = ReadyScanner(queue_dir)
         return scanner
+
+    def _offer(self, queue, ready):
+        """Tell this broker's consumer of ``queue`` about a message it just made ready."""
+        scanner = self._scanners.get(queue)
+        if scanner is not None:
+            scanner.add(ready)
 
     def _foreign_entries(self, queue_dir):
         known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,

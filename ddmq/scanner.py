@@ -49,6 +49,25 @@ class ReadyScanner:
         self._next += 1
         return name
 
+    def add(self, name):
+        """Make the waiting ``name``, just written by this process, a candidate in serving order."""
+        # Our own publishes and requeues need no rescan to be seen: a nacked
+        # message requeued at priority 0 is served next by this same broker.
+        key = ready_sort_key(name)
+        low, high = self._next, len(self._candidates)
+        if key is None or low >= high:
+            return  # no candidates left: the next call rescans anyway
+        while low < high:
+            middle = (low + high) // 2
+            if ready_sort_key(self._candidates[middle]) < key:
+                low = middle + 1
+            else:
+                high = middle
+        # After the last candidate it may belong behind names the scan did
+        # not keep (SCAN_LIMIT): leave it to the next scan.
+        if low < len(self._candidates):
+            self._candidates.insert(low, name)
+
     def scan(self):
         """List the queue folder and keep the best :data:`SCAN_LIMIT` names in serving order."""
         started = time.monotonic()
