@@ -96,6 +96,8 @@ def produce(args):
         b.publish(args.queue, payload(key, random.randint(args.size_min, args.size_max)),
                   priority=random.choice(args.priorities))
         events.write("P", key)
+        if args.delay:
+            time.sleep(random.uniform(0, 2 * args.delay))
     events.write("X")
 
 
