@@ -117,9 +117,9 @@ class broker:
         """
         try:
             return self.queue_settings[queue]
-        except KeyError:
+        except (KeyError, TypeError):
             pass
-        path = self._config_path(queue)
+        path = self._config_path(names.check_queue_name(queue))
         if not self.check_dir(os.path.dirname(path)):
             if not self.create:
                 raise QueueNotFoundError("queue {!r} does not exist in {}".format(
@@ -132,6 +132,8 @@ class broker:
 
     def update_settings_file(self, queue="", package=None):
         """Update the config file of ``queue`` (the root's if empty) with the dict ``package``."""
+        if package is None:
+            package = {}  # the original's default: rewrite the file unchanged
         if not isinstance(package, dict):
             raise InvalidInputError("package must be a dict of settings", "invalid")
         path = self._config_path(queue)
@@ -413,6 +415,7 @@ class broker:
     def delete_message(self, path):
         """Delete the message at ``path`` (a path or a message object); return True."""
         queue, directory, name = self._resolve(path)
+        self._existing_queue_dir(queue)  # never create a queue just to find it empty
         conf = self.get_settings(queue)
         if not protocol.remove(os.path.join(self.root, queue, directory), name, conf["fsync"]):
             raise MessageNotFoundError("no message {}/{}".format(queue, name), "not_found")
@@ -479,8 +482,9 @@ class broker:
             queue, msg_files = queue.queue, queue.filename
         names.check_queue_name(queue)
         if msg_files is None or msg_files == []:
-            raise InvalidInputError("no message file names given", "invalid")
-        if isinstance(msg_files, str):
+            raise InvalidInputError("no message file names given for queue {!r}".format(queue),
+                                    "invalid")
+        if not isinstance(msg_files, (list, tuple)):
             msg_files = [msg_files]
         for name in msg_files:
             if not isinstance(name, str) or not names.WORK_NAME.match(name):
