@@ -144,27 +144,39 @@ def positive(text):
     return value
 
 
+def queue_name(text):
+    """Return ``text`` if it is a valid queue name."""
+    try:
+        return check_queue_name(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def queue_list(text):
     """Split a comma-separated list of queue names, checking every name."""
-    queues = text.split(",")
-    for queue in queues:
-        try:
-            check_queue_name(queue)
-        except InvalidInputError as exc:
-            raise UsageError(str(exc)) from None
-    return list(dict.fromkeys(queues))
+    return list(dict.fromkeys(queue_name(queue) for queue in text.split(",")))
 
 
 def file_list(text, patterns):
     """Split a comma-separated list of message file names; reject paths and other names."""
     files = text.split(",")
     for name in files:
-        if os.path.basename(name) != name or os.sep in name or (os.altsep and os.altsep in name):
-            raise UsageError("{!r} is a path: give the bare message file name, without "
-                             "folders".format(name))
+        if "/" in name or os.sep in name or (os.altsep and os.altsep in name):
+            raise argparse.ArgumentTypeError(
+                "{!r} is a path: give the bare message file name, without folders".format(name))
         if not any(pattern.match(name) for pattern in patterns):
-            raise UsageError("{!r} is not a message file name".format(name))
+            raise argparse.ArgumentTypeError("{!r} is not a message file name".format(name))
     return list(dict.fromkeys(files))
+
+
+def work_files(text):
+    """Split a comma-separated list of consumed messages' file names, checking every name."""
+    return file_list(text, (WORK_NAME,))
+
+
+def message_files(text):
+    """Split a comma-separated list of waiting or consumed messages' file names."""
+    return file_list(text, (READY_NAME, WORK_NAME))
 
 
 # Argument sets shared by the subcommands.
@@ -197,7 +209,8 @@ def add_skip_cleaning(parser, verb):
 
 def build_view(parser):
     add_root(parser)
-    parser.add("queue", nargs="?", help="comma-separated queues to show (default: all)")
+    parser.add("queue", nargs="?", type=queue_list,
+               help="comma-separated queues to show (default: all)")
     add_force(parser, "create the root folder (and the named queues) if missing")
     parser.add("-n", action="store_true", help="only list the names of the queues")
     add_format(parser, ("table",) + FORMATS, "table")
@@ -207,7 +220,8 @@ def build_view(parser):
 def build_queues(action):
     def build(parser):
         add_root(parser)
-        parser.add("queue", help="comma-separated names of the queues to {}".format(action))
+        parser.add("queue", type=queue_list,
+                   help="comma-separated names of the queues to {}".format(action))
         if action == "delete":
             add_force(parser, "create the root folder if missing; skip missing queues")
         elif action == "create":
@@ -221,7 +235,7 @@ def build_queues(action):
 
 def build_publish(parser):
     add_root(parser)
-    parser.add("queue", help="queue to publish to")
+    parser.add("queue", type=queue_name, help="queue to publish to")
     parser.add("message", help="message text (quote it; put -- before it if it starts with -)")
     add_force(parser)
     parser.add("-p", "--priority", type=natural, metavar="N",
@@ -241,7 +255,7 @@ def build_publish(parser):
 
 def build_consume(parser):
     add_root(parser)
-    parser.add("queue", help="queue to consume from")
+    parser.add("queue", type=queue_name, help="queue to consume from")
     add_force(parser)
     parser.add("-n", type=positive, default=1, metavar="N", help="number of messages to consume (default 1)")
     add_skip_cleaning(parser, "consume")
@@ -252,8 +266,8 @@ def build_consume(parser):
 def build_ack(verb, requeue_help):
     def build(parser):
         add_root(parser)
-        parser.add("queue", help="queue the messages were consumed from")
-        parser.add("msg_files", help="comma-separated work file names of the messages to "
+        parser.add("queue", type=queue_name, help="queue the messages were consumed from")
+        parser.add("msg_files", type=work_files, help="comma-separated work file names of the messages to "
                    "{} (the filename that consume printed)".format(verb))
         parser.add("-r", "--requeue", action="store_true", help=requeue_help)
         add_skip_cleaning(parser, verb)
@@ -264,8 +278,8 @@ def build_ack(verb, requeue_help):
 
 def build_del_msg(parser):
     add_root(parser)
-    parser.add("queue", help="queue the messages are in")
-    parser.add("msg_files", help="comma-separated file names of the messages to delete "
+    parser.add("queue", type=queue_name, help="queue the messages are in")
+    parser.add("msg_files", type=message_files, help="comma-separated file names of the messages to delete "
                "(waiting or consumed)")
     add_format(parser)
     add_logging(parser)
@@ -277,8 +291,9 @@ def build_json(parser):
                     "from stdin, one per line")
 
 
-# The subcommands: each validates its arguments, then calls the broker and
-# returns an Output.  Nothing here touches the disk except through the broker.
+# The subcommands: argparse has already checked every name and number (so a
+# bad one changes nothing); each calls the broker and returns an Output.
+# Nothing here touches the disk except through the broker.
 
 def open_broker(args):
     """Return the broker of ``args.root``, creating it if ``-f`` was given."""
@@ -304,7 +319,7 @@ def plain_message(record):
 
 
 def cmd_view(args):
-    queues = queue_list(args.queue) if args.queue else None
+    queues = args.queue
     b = open_broker(args)
     if queues is None:
         queues = b.list_queues()
@@ -321,7 +336,7 @@ def cmd_view(args):
 
 
 def cmd_create(args):
-    queues = queue_list(args.queue)
+    queues = args.queue
     b = open_broker(args)
     existing = set(b.list_queues())
     records = []
@@ -334,7 +349,7 @@ def cmd_create(args):
 
 
 def cmd_delete(args):
-    queues = queue_list(args.queue)
+    queues = args.queue
     b = open_broker(args)
     existing = set(b.list_queues())
     missing = [queue for queue in queues if queue not in existing]
@@ -351,7 +366,6 @@ def cmd_delete(args):
 
 
 def cmd_publish(args):
-    check_queue_name(args.queue)
     b = open_broker(args)
     requeue = True if args.requeue or args.requeue_prio is not None else None
     msg = b.publish(args.queue, msg_text=args.message, priority=args.priority,
@@ -361,7 +375,6 @@ def cmd_publish(args):
 
 
 def cmd_consume(args):
-    check_queue_name(args.queue)
     b = open_broker(args)
     msgs = b.consume(args.queue, n=args.n, skip_cleaning=args.skip_cleaning)
     if args.n == 1:
@@ -375,8 +388,7 @@ def cmd_consume(args):
 
 def settle(args, verb):
     """Run ack or nack (``verb``) on the named work files; report the ones that are gone."""
-    check_queue_name(args.queue)
-    files = file_list(args.msg_files, (WORK_NAME,))
+    files = args.msg_files
     b = open_broker(args)
     method = b.ack if verb == "ack" else b.nack
     done = method(args.queue, files, requeue=True if args.requeue else None,
@@ -402,8 +414,7 @@ def cmd_nack(args):
 def cmd_del_msg(args):
     from .message import message
 
-    check_queue_name(args.queue)
-    files = file_list(args.msg_files, (READY_NAME, WORK_NAME))
+    files = args.msg_files
     b = open_broker(args)
     require_queues(b, [args.queue])
     records, status = [], EXIT_OK
@@ -419,7 +430,7 @@ def cmd_del_msg(args):
 
 
 def cmd_purge(args):
-    queues = queue_list(args.queue)
+    queues = args.queue
     b = open_broker(args)
     require_queues(b, queues)
     records = []
@@ -431,7 +442,7 @@ def cmd_purge(args):
 
 
 def cmd_clean(args):
-    queues = queue_list(args.queue)
+    queues = args.queue
     b = open_broker(args)
     require_queues(b, queues)
     records = []
