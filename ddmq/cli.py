@@ -1,23 +1,23 @@
 """The ``ddmq`` command line: a thin layer over :class:`ddmq.broker`.
 
-``ddmq <command> [<args>]`` parses one subcommand with argparse, validates
-every argument before anything touches the disk, calls the broker, and
-returns *records* (plain dicts).  A renderer then prints the records in the
-chosen ``--format``:
+``ddmq <command> [<args>]`` parses one subcommand with argparse, whose types
+check every queue name, file name and number before anything touches the
+disk; the subcommand then calls the broker and returns *records* (plain
+dicts), and a renderer prints them in the chosen ``--format``:
 
-* ``plain`` (default, ``view`` excepted): one short line per record; a
+* ``plain`` (the default, except for ``view``): one short line per record; a
   message is a block of ``key = value`` lines, blocks separated by a blank line.
 * ``table`` (``view``'s default): a beautifultable table.
 * ``json``: one JSON object per record, one per line (JSON Lines), so
-  ``ddmq consume -n 5 --format json`` prints five lines, one per message.
-* ``yaml``: one YAML document holding a list with one mapping per record.
+  ``ddmq consume -n 5 --format json`` prints one line per message consumed.
+* ``yaml``: one YAML document, a list with one mapping per record.
 
-``ddmq json '<object>'`` runs an operation packaged as a JSON object (or, with
-no argument, each object read from stdin).  The object is translated into the
-same argument list the command line would take and parsed by the same
-parser; its ``command`` is looked up in :data:`COMMANDS`, never evaluated.
+``ddmq json '<object>'`` runs an operation packaged as a JSON object (with no
+argument: every object on stdin, in order).  Each object is translated into
+the argument list the command line would take and parsed by the same parser;
+its ``command`` is looked up in :data:`COMMANDS`, never evaluated.
 
-Exit status (:data:`EXIT_OK` ...):
+Exit status:
 
 ====  ===============================================================
 0     success
@@ -26,9 +26,9 @@ Exit status (:data:`EXIT_OK` ...):
 3     nothing to consume: the queue was empty
 ====  ===============================================================
 
-Errors are one line on stderr; ``-d`` adds the traceback and debug logging.
-Only what a subcommand needs is imported: beautifultable and the YAML
-emitter are imported by their renderers.
+Every error is one line on stderr; ``-d`` adds the traceback and debug logs.
+beautifultable and the YAML emitter are imported only by their renderers,
+so that ``publish`` and ``consume`` start fast.
 """
 
 import argparse
@@ -36,7 +36,9 @@ import os
 import sys
 
 from . import __version__
+from .broker import broker
 from .errors import DdmqError, InvalidInputError, QueueNotFoundError, RootError
+from .message import message
 from .names import READY_NAME, WORK_NAME, check_queue_name
 
 EXIT_OK = 0
@@ -75,7 +77,9 @@ optional arguments:
 exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume
 """
 
-# The order fields of a message are shown in: what a reader needs first.
+EPILOG = "exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume"
+
+#: The order in which a message's fields are shown: what a reader needs first.
 MESSAGE_FIELDS = ("message", "id", "filename", "queue", "priority", "queue_number", "timeout",
                   "requeue", "requeue_prio", "requeue_counter", "requeue_limit")
 
@@ -84,12 +88,8 @@ class UsageError(Exception):
     """The command line or a packaged operation is malformed (exit status 2)."""
 
 
-class CommandFailed(Exception):
-    """A command did part of its work and reported the rest on stderr (exit status 1)."""
-
-
 class Output:
-    """What a command produced: records, how to show one as plain text, and the exit status."""
+    """What a subcommand produced: its records, how to show one as plain text, its status."""
 
     def __init__(self, records, plain, status=EXIT_OK):
         self.records = records
@@ -97,24 +97,26 @@ class Output:
         self.status = status
 
 
-def help_formatter(prog):
+# Parsing.
+
+def _help_formatter(prog):
     """Return argparse's help formatter, sized without importing shutil (faster start-up)."""
     try:
-        width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+        width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(1).columns
     except (ValueError, OSError):
         width = 80
     return argparse.HelpFormatter(prog, width=max(width, 40) - 2)
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises UsageError and remembers the actions behind each key."""
+    """An ArgumentParser that raises UsageError and keeps each argument's action by key."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, formatter_class=help_formatter, **kwargs)
+        super().__init__(*args, formatter_class=_help_formatter, **kwargs)
         self.keys = {}
 
     def add(self, *flags, **kwargs):
-        """Add an argument and record its action under its destination key."""
+        """Add an argument and keep its action under its destination, the JSON key."""
         action = self.add_argument(*flags, **kwargs)
         self.keys[action.dest] = action
         return action
@@ -123,28 +125,31 @@ class Parser(argparse.ArgumentParser):
         raise UsageError("{} (see '{} -h')".format(message, self.prog))
 
 
-# Argument types: argparse turns their ArgumentTypeError into a usage error.
+# Argument types; argparse reports their ArgumentTypeError as a usage error.
 
-def natural(text):
+def _natural(text):
     """Return ``text`` as an integer >= 0."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("must be an integer >= 0, not {!r}".format(text)) from None
+        value = -1
     if value < 0:
         raise argparse.ArgumentTypeError("must be an integer >= 0, not {!r}".format(text))
     return value
 
 
-def positive(text):
+def _positive(text):
     """Return ``text`` as an integer >= 1."""
-    value = natural(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError("must be an integer >= 1, not {!r}".format(text))
     return value
 
 
-def queue_name(text):
+def _queue_name(text):
     """Return ``text`` if it is a valid queue name."""
     try:
         return check_queue_name(text)
@@ -152,16 +157,16 @@ def queue_name(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def queue_list(text):
-    """Split a comma-separated list of queue names, checking every name."""
-    return list(dict.fromkeys(queue_name(queue) for queue in text.split(",")))
+def _queue_list(text):
+    """Return the queue names in the comma-separated ``text``, each checked, once each."""
+    return list(dict.fromkeys(_queue_name(queue) for queue in text.split(",")))
 
 
-def file_list(text, patterns):
-    """Split a comma-separated list of message file names; reject paths and other names."""
+def _file_list(text, patterns):
+    """Return the file names in the comma-separated ``text``; refuse paths and other names."""
     files = text.split(",")
     for name in files:
-        if "/" in name or os.sep in name or (os.altsep and os.altsep in name):
+        if "/" in name:
             raise argparse.ArgumentTypeError(
                 "{!r} is a path: give the bare message file name, without folders".format(name))
         if not any(pattern.match(name) for pattern in patterns):
@@ -169,162 +174,148 @@ def file_list(text, patterns):
     return list(dict.fromkeys(files))
 
 
-def work_files(text):
-    """Split a comma-separated list of consumed messages' file names, checking every name."""
-    return file_list(text, (WORK_NAME,))
+def _work_files(text):
+    """Return the consumed messages' file names in the comma-separated ``text``."""
+    return _file_list(text, (WORK_NAME,))
 
 
-def message_files(text):
-    """Split a comma-separated list of waiting or consumed messages' file names."""
-    return file_list(text, (READY_NAME, WORK_NAME))
+def _message_files(text):
+    """Return the waiting or consumed messages' file names in the comma-separated ``text``."""
+    return _file_list(text, (READY_NAME, WORK_NAME))
 
 
-# Argument sets shared by the subcommands.
+# The arguments of each subcommand.  Their destinations are the keys of ``ddmq json``.
 
-def add_root(parser):
+def _add_root(parser):
     parser.add("root", help="root folder of the queues (the folder holding ddmq.yaml)")
 
 
-def add_logging(parser, silent=True, silent_help="silent mode: print nothing on success"):
+def _add_common(parser, force, silent="silent mode: print nothing on success",
+                formats=FORMATS, default_format="plain"):
+    """Add -f (helped by ``force``, if any), --format, -v, -d and -s (if ``silent``)."""
+    if force:
+        parser.add("-f", action="store_true", help=force)
+    parser.add("--format", choices=formats, default=default_format,
+               help="output format (default: {})".format(default_format))
     parser.add("-v", action="store_true", help="verbose mode: log progress to stderr")
     parser.add("-d", action="store_true", help="debug mode: log details, show tracebacks")
     if silent:
-        parser.add("-s", action="store_true", help=silent_help)
+        parser.add("-s", action="store_true", help=silent)
 
 
-def add_format(parser, choices=FORMATS, default="plain"):
-    parser.add("--format", choices=choices, default=default,
-               help="output format (default: {})".format(default))
-
-
-def add_force(parser, what="create the root folder and the queue if missing"):
-    parser.add("-f", action="store_true", help=what)
-
-
-def add_skip_cleaning(parser, verb):
+def _add_skip_cleaning(parser, verb):
+    # Both spellings: the original's publish said --skip_cleaning, its consume --skip-cleaning.
     parser.add("-C", "--skip_cleaning", "--skip-cleaning", dest="skip_cleaning",
                action="store_true",
                help="{} without first cleaning expired messages out of the queue".format(verb))
 
 
-def build_view(parser):
-    add_root(parser)
-    parser.add("queue", nargs="?", type=queue_list,
+def _build_view(parser):
+    _add_root(parser)
+    parser.add("queue", nargs="?", type=_queue_list,
                help="comma-separated queues to show (default: all)")
-    add_force(parser, "create the root folder (and the named queues) if missing")
     parser.add("-n", action="store_true", help="only list the names of the queues")
-    add_format(parser, ("table",) + FORMATS, "table")
-    add_logging(parser, silent=False)
+    _add_common(parser, "create the root folder (and the named queues) if missing", silent=None,
+                formats=("table",) + FORMATS, default_format="table")
 
 
-def build_queues(action):
+def _build_queues(verb, force):
     def build(parser):
-        add_root(parser)
-        parser.add("queue", type=queue_list,
-                   help="comma-separated names of the queues to {}".format(action))
-        if action == "delete":
-            add_force(parser, "create the root folder if missing; skip missing queues")
-        elif action == "create":
-            add_force(parser, "create the root folder if missing")
-        else:
-            add_force(parser, "create the root folder and the queues if missing")
-        add_format(parser)
-        add_logging(parser)
+        _add_root(parser)
+        parser.add("queue", type=_queue_list,
+                   help="comma-separated names of the queues to {}".format(verb))
+        _add_common(parser, force)
     return build
 
 
-def build_publish(parser):
-    add_root(parser)
-    parser.add("queue", type=queue_name, help="queue to publish to")
+def _build_publish(parser):
+    _add_root(parser)
+    parser.add("queue", type=_queue_name, help="queue to publish to")
     parser.add("message", help="message text (quote it; put -- before it if it starts with -)")
-    add_force(parser)
-    parser.add("-p", "--priority", type=natural, metavar="N",
+    parser.add("-p", "--priority", type=_natural, metavar="N",
                help="priority of the message, an integer >= 0 (lower is served first)")
-    parser.add("-t", "--timeout", type=natural, metavar="SECONDS",
+    parser.add("-t", "--timeout", type=_natural, metavar="SECONDS",
                help="seconds a consumed message may stay unacknowledged before it expires")
     parser.add("-r", "--requeue", action="store_true",
                help="requeue the message when it is nacked or expires")
-    parser.add("-l", "--requeue_limit", type=natural, metavar="N",
+    parser.add("-l", "--requeue_limit", type=_natural, metavar="N",
                help="times the message may be requeued before it is deleted")
-    parser.add("--requeue_prio", type=natural, metavar="N",
+    parser.add("--requeue_prio", type=_natural, metavar="N",
                help="priority the message gets when requeued (implies -r)")
-    add_skip_cleaning(parser, "publish")
-    add_format(parser)
-    add_logging(parser)
+    _add_skip_cleaning(parser, "publish")
+    _add_common(parser, "create the root folder and the queue if missing")
 
 
-def build_consume(parser):
-    add_root(parser)
-    parser.add("queue", type=queue_name, help="queue to consume from")
-    add_force(parser)
-    parser.add("-n", type=positive, default=1, metavar="N", help="number of messages to consume (default 1)")
-    add_skip_cleaning(parser, "consume")
-    add_format(parser)
-    add_logging(parser, silent_help="do not report an empty queue on stderr")
+def _build_consume(parser):
+    _add_root(parser)
+    parser.add("queue", type=_queue_name, help="queue to consume from")
+    parser.add("-n", type=_positive, default=1, metavar="N",
+               help="number of messages to consume (default 1)")
+    _add_skip_cleaning(parser, "consume")
+    _add_common(parser, "create the root folder and the queue if missing",
+                silent="do not report an empty queue on stderr")
 
 
-def build_ack(verb, requeue_help):
+def _build_settle(verb, requeue_help):
     def build(parser):
-        add_root(parser)
-        parser.add("queue", type=queue_name, help="queue the messages were consumed from")
-        parser.add("msg_files", type=work_files, help="comma-separated work file names of the messages to "
-                   "{} (the filename that consume printed)".format(verb))
+        _add_root(parser)
+        parser.add("queue", type=_queue_name, help="queue the messages were consumed from")
+        parser.add("msg_files", type=_work_files,
+                   help="comma-separated file names of the consumed messages to {} (the "
+                        "filename that consume printed)".format(verb))
         parser.add("-r", "--requeue", action="store_true", help=requeue_help)
-        add_skip_cleaning(parser, verb)
-        add_format(parser)
-        add_logging(parser)
+        _add_skip_cleaning(parser, verb)
+        _add_common(parser, None)
     return build
 
 
-def build_del_msg(parser):
-    add_root(parser)
-    parser.add("queue", type=queue_name, help="queue the messages are in")
-    parser.add("msg_files", type=message_files, help="comma-separated file names of the messages to delete "
-               "(waiting or consumed)")
-    add_format(parser)
-    add_logging(parser)
+def _build_del_msg(parser):
+    _add_root(parser)
+    parser.add("queue", type=_queue_name, help="queue the messages are in")
+    parser.add("msg_files", type=_message_files,
+               help="comma-separated file names of the messages to delete (waiting or consumed)")
+    _add_common(parser, None)
 
 
-def build_json(parser):
+def _build_json(parser):
     parser.add("payload", nargs="?",
-               help="the JSON object, in single quotes; without it, JSON objects are read "
-                    "from stdin, one per line")
+               help="a JSON object, in single quotes; without it, JSON objects are read from "
+                    "stdin, one per line, and run in order")
 
 
-# The subcommands: argparse has already checked every name and number (so a
-# bad one changes nothing); each calls the broker and returns an Output.
-# Nothing here touches the disk except through the broker.
+# The subcommands: argparse has checked every name and number, so bad input
+# changes nothing.  Each calls the broker and returns an Output; none touches
+# the disk except through the broker.
 
-def open_broker(args):
-    """Return the broker of ``args.root``, creating it if ``-f`` was given."""
-    from .broker import broker
-
+def _open_broker(args):
+    """Return the broker of ``args.root``; with -f it creates the root and queues as needed."""
     return broker(args.root, create=getattr(args, "f", False), verbose=args.v, debug=args.d)
 
 
-def require_queues(b, queues):
-    """Check that every queue exists (or create it if the broker may), before any change."""
+def _require_queues(b, queues):
+    """Check that every queue exists, or create it if ``b`` may, before anything changes."""
     for queue in queues:
         b.get_settings(queue)
 
 
-def message_record(msg):
-    """Return a message as a dict in the order of MESSAGE_FIELDS."""
+def _message_record(msg):
+    """Return a message's fields as a dict in the order of MESSAGE_FIELDS."""
     data = msg.to_dict()
     return {key: data[key] for key in MESSAGE_FIELDS}
 
 
-def plain_message(record):
+def _plain_message(record):
     return "\n".join("{} = {}".format(key, value) for key, value in record.items())
 
 
-def cmd_view(args):
+def view(args):
+    """List the queues (all, or the named ones) with their waiting and consumed counts."""
+    b = _open_broker(args)
     queues = args.queue
-    b = open_broker(args)
     if queues is None:
         queues = b.list_queues()
     else:
-        require_queues(b, queues)
+        _require_queues(b, queues)
     if args.n:
         records = [{"queue": queue} for queue in queues]
     else:
@@ -335,12 +326,12 @@ def cmd_view(args):
     return Output(records, lambda r: " ".join(str(value) for value in r.values()))
 
 
-def cmd_create(args):
-    queues = args.queue
-    b = open_broker(args)
+def create(args):
+    """Create the named queues; existing ones are left as they are."""
+    b = _open_broker(args)
     existing = set(b.list_queues())
     records = []
-    for queue in queues:
+    for queue in args.queue:
         if queue not in existing:
             b.create_queue(queue)
         records.append({"queue": queue, "created": queue not in existing})
@@ -348,16 +339,16 @@ def cmd_create(args):
                                       else "queue {queue} already exists").format(**r))
 
 
-def cmd_delete(args):
-    queues = args.queue
-    b = open_broker(args)
+def delete(args):
+    """Delete the named queues; a missing one is an error before any deletion, unless -f."""
+    b = _open_broker(args)
     existing = set(b.list_queues())
-    missing = [queue for queue in queues if queue not in existing]
+    missing = [queue for queue in args.queue if queue not in existing]
     if missing and not args.f:
         raise QueueNotFoundError("queue {!r} does not exist in {} (nothing deleted; -f skips "
                                  "missing queues)".format(missing[0], b.root), "no_queue")
     records = []
-    for queue in queues:
+    for queue in args.queue:
         if queue in existing:
             b.delete_queue(queue)
         records.append({"queue": queue, "deleted": queue in existing})
@@ -365,60 +356,61 @@ def cmd_delete(args):
                                       else "queue {queue} does not exist (skipped)").format(**r))
 
 
-def cmd_publish(args):
-    b = open_broker(args)
+def publish(args):
+    """Publish one message."""
+    b = _open_broker(args)
     requeue = True if args.requeue or args.requeue_prio is not None else None
     msg = b.publish(args.queue, msg_text=args.message, priority=args.priority,
                     requeue=requeue, requeue_prio=args.requeue_prio, timeout=args.timeout,
                     requeue_limit=args.requeue_limit, skip_cleaning=args.skip_cleaning)
-    return Output([message_record(msg)], plain_message)
+    return Output([_message_record(msg)], _plain_message)
 
 
-def cmd_consume(args):
-    b = open_broker(args)
+def consume(args):
+    """Consume up to -n messages; an empty queue is exit status 3."""
+    b = _open_broker(args)
     msgs = b.consume(args.queue, n=args.n, skip_cleaning=args.skip_cleaning)
     if args.n == 1:
-        msgs = [msgs] if msgs is not None else []
+        msgs = [] if msgs is None else [msgs]
     if not msgs:
         if not args.s:
             sys.stderr.write("ddmq consume: no message in queue {!r}\n".format(args.queue))
-        return Output([], plain_message, EXIT_EMPTY)
-    return Output([message_record(msg) for msg in msgs], plain_message)
+        return Output([], _plain_message, EXIT_EMPTY)
+    return Output([_message_record(msg) for msg in msgs], _plain_message)
 
 
-def settle(args, verb):
-    """Run ack or nack (``verb``) on the named work files; report the ones that are gone."""
-    files = args.msg_files
-    b = open_broker(args)
+def _settle(args, verb):
+    """Run ack or nack (``verb``) on the named files; report each one that is gone."""
+    b = _open_broker(args)
     method = b.ack if verb == "ack" else b.nack
-    done = method(args.queue, files, requeue=True if args.requeue else None,
+    done = method(args.queue, args.msg_files, requeue=True if args.requeue else None,
                   skip_cleaning=args.skip_cleaning)
-    records = [{"queue": args.queue, "filename": name, verb + "ed": True} for name in done]
-    lost = [name for name in files if name not in done]
+    lost = [name for name in args.msg_files if name not in done]
     for name in lost:
-        sys.stderr.write("ddmq {}: error: message {}/work/{} is gone: already settled, or its "
-                         "lease expired and another process took it\n".format(
-                             verb, args.queue, name))
+        sys.stderr.write("ddmq {}: error: consumed message {} of queue {!r} is gone: already "
+                         "settled, or its lease expired and another process took it\n".format(
+                             verb, name, args.queue))
+    records = [{"queue": args.queue, "filename": name, verb + "ed": True} for name in done]
     return Output(records, lambda r: "{}ed {}".format(verb, r["filename"]),
                   EXIT_ERROR if lost else EXIT_OK)
 
 
-def cmd_ack(args):
-    return settle(args, "ack")
+def ack(args):
+    """Acknowledge consumed messages: delete them, or requeue them with -r."""
+    return _settle(args, "ack")
 
 
-def cmd_nack(args):
-    return settle(args, "nack")
+def nack(args):
+    """Negatively acknowledge consumed messages: requeue them (forced with -r) or delete them."""
+    return _settle(args, "nack")
 
 
-def cmd_del_msg(args):
-    from .message import message
-
-    files = args.msg_files
-    b = open_broker(args)
-    require_queues(b, [args.queue])
+def del_msg(args):
+    """Delete the named messages, waiting or consumed; report each one that is gone."""
+    b = _open_broker(args)
+    _require_queues(b, [args.queue])
     records, status = [], EXIT_OK
-    for name in files:
+    for name in args.msg_files:
         try:
             b.delete_message(message(queue=args.queue, filename=name))
         except DdmqError as exc:
@@ -429,31 +421,31 @@ def cmd_del_msg(args):
     return Output(records, lambda r: "deleted {}".format(r["filename"]), status)
 
 
-def cmd_purge(args):
-    queues = args.queue
-    b = open_broker(args)
-    require_queues(b, queues)
+def purge(args):
+    """Delete every message of the named queues, keeping the queues."""
+    b = _open_broker(args)
+    _require_queues(b, args.queue)
     records = []
-    for queue in queues:
+    for queue in args.queue:
         waiting, work = b.purge_queue(queue)
         records.append({"queue": queue, "waiting": waiting, "work": work})
     return Output(records, lambda r: "purged queue {queue}: {waiting} waiting, {work} at "
                                      "work".format(**r))
 
 
-def cmd_clean(args):
-    queues = args.queue
-    b = open_broker(args)
-    require_queues(b, queues)
+def clean(args):
+    """Requeue or delete the expired messages of the named queues, now."""
+    b = _open_broker(args)
+    _require_queues(b, args.queue)
     records = []
-    for queue in queues:
+    for queue in args.queue:
         b.clean(queue, force=True)
         records.append({"queue": queue, "cleaned": True})
     return Output(records, lambda r: "cleaned queue {queue}".format(**r))
 
 
 class Command:
-    """One subcommand: its help, how to build its parser, and the function that runs it."""
+    """One subcommand: its summary, how to build its parser, and the function that runs it."""
 
     def __init__(self, summary, build, run):
         self.summary = summary
@@ -462,38 +454,41 @@ class Command:
 
     def parser(self, name):
         """Return a new argument parser for this subcommand."""
-        parser = Parser(prog="ddmq " + name, description=self.summary + ".",
-                        epilog="exit status: 0 success, 1 error, 2 usage error, "
-                               "3 nothing to consume")
+        parser = Parser(prog="ddmq " + name, description=self.summary + ".", epilog=EPILOG)
         self.build(parser)
         return parser
 
 
-#: The subcommands ``ddmq`` and ``ddmq json`` can run; nothing else is ever called.
+#: The subcommands that ``ddmq`` and ``ddmq json`` run; nothing else is ever called.
 COMMANDS = {
-    "view": Command("List queues and the number of messages in them", build_view, cmd_view),
-    "create": Command("Create queue(s)", build_queues("create"), cmd_create),
-    "delete": Command("Delete queue(s) and their messages", build_queues("delete"), cmd_delete),
-    "publish": Command("Publish a message to a queue", build_publish, cmd_publish),
-    "consume": Command("Consume message(s) from a queue", build_consume, cmd_consume),
+    "view": Command("List queues and the number of messages in them", _build_view, view),
+    "create": Command("Create queue(s)",
+                      _build_queues("create", "create the root folder if missing"), create),
+    "delete": Command("Delete queue(s) and their messages",
+                      _build_queues("delete", "skip missing queues (and create a missing root)"),
+                      delete),
+    "publish": Command("Publish a message to a queue", _build_publish, publish),
+    "consume": Command("Consume message(s) from a queue", _build_consume, consume),
     "ack": Command("Positively acknowledge consumed message(s): delete them",
-                   build_ack("ack", "requeue the messages instead of deleting them"), cmd_ack),
+                   _build_settle("ack", "requeue the messages instead of deleting them"), ack),
     "nack": Command("Negatively acknowledge consumed message(s): requeue or delete them",
-                    build_ack("nack", "force a requeue, whatever the message's settings"),
-                    cmd_nack),
-    "del_msg": Command("Delete message(s), waiting or consumed", build_del_msg, cmd_del_msg),
-    "purge": Command("Delete all messages of queue(s), keeping the queues", build_queues("purge"),
-                     cmd_purge),
-    "clean": Command("Requeue or delete the expired messages of queue(s)", build_queues("clean"),
-                     cmd_clean),
+                    _build_settle("nack", "requeue, whatever the message's and queue's settings"),
+                    nack),
+    "del_msg": Command("Delete message(s), waiting or consumed", _build_del_msg, del_msg),
+    "purge": Command("Delete all messages of queue(s), keeping the queues",
+                     _build_queues("purge", "create the root folder and the queues if missing"),
+                     purge),
+    "clean": Command("Requeue or delete the expired messages of queue(s)",
+                     _build_queues("clean", "create the root folder and the queues if missing"),
+                     clean),
 }
-JSON_COMMAND = Command("Run command(s) packaged as JSON objects", build_json, None)
+JSON_COMMAND = Command("Run command(s) packaged as JSON objects", _build_json, None)
 
 
 # Rendering.
 
 def render(output, fmt):
-    """Return the text of ``output``'s records in format ``fmt`` ('' if there are none)."""
+    """Return ``output``'s records as text in format ``fmt`` ('' if there are none)."""
     records = output.records
     if fmt == "json":
         import json
@@ -505,63 +500,65 @@ def render(output, fmt):
         return yaml.safe_dump(records, default_flow_style=False, sort_keys=False,
                               allow_unicode=True)
     if fmt == "table":
-        return render_table(records)
+        return _render_table(records)
     blocks = [output.plain(record) for record in records]
     separator = "\n\n" if any("\n" in block for block in blocks) else "\n"
     return separator.join(blocks) + "\n" if blocks else ""
 
 
-def render_table(records):
-    """Return ``records`` (dicts with the same keys) as a beautifultable table."""
+def _render_table(records):
+    """Return queue records (dicts with the same keys) as a beautifultable table."""
     from beautifultable import BeautifulTable
 
-    table = BeautifulTable()
     header = list(records[0]) if records else ["queue", "waiting", "work"]
+    table = BeautifulTable()
     table.columns.header = header
+    # An empty table prints nothing at all; one blank row keeps the header visible.
     for record in records or [dict.fromkeys(header, "")]:
         table.rows.append([record[key] for key in header])
     table.columns.alignment["queue"] = BeautifulTable.ALIGN_LEFT
     return str(table) + "\n"
 
 
-# Running commands.
+# Running.
 
-def execute(name, args):
-    """Run subcommand ``name`` with parsed ``args``, print its output; return the exit status."""
+_FORCE = ("view", "create", "delete", "publish", "consume", "purge", "clean")  # have -f
+_FORCE_HINT = " (use -f to create it)"
+
+def _execute(name, args):
+    """Run subcommand ``name`` with parsed ``args`` and print its output; return its status."""
     output = COMMANDS[name].run(args)
-    if not getattr(args, "s", False) or name == "consume":
+    if name == "consume" or not getattr(args, "s", False):
         sys.stdout.write(render(output, args.format))
         sys.stdout.flush()
     return output.status
 
 
-def run_guarded(name, func, debug):
-    """Call ``func``; turn any exception into one line on stderr and an exit status."""
+def _guarded(name, func, debug):
+    """Return ``func()``; turn an exception into one line on stderr and an exit status."""
     try:
         return func()
-    except UsageError as exc:
-        return report(exc, name, EXIT_USAGE, debug)
-    except InvalidInputError as exc:
-        return report(exc, name, EXIT_USAGE, debug)
-    except (RootError, QueueNotFoundError) as exc:
-        hint = " (use -f to create it)" if name in ("view", "create", "publish", "consume",
-                                                    "purge", "clean") else ""
-        return report(exc, name, EXIT_ERROR, debug, hint)
+    except (UsageError, InvalidInputError) as exc:
+        return _report(exc, name, EXIT_USAGE, debug)
+    except RootError as exc:
+        return _report(exc, name, EXIT_ERROR, debug, _FORCE_HINT if name in _FORCE else "")
+    except QueueNotFoundError as exc:
+        # delete's own message already says what -f does there.
+        return _report(exc, name, EXIT_ERROR, debug,
+                       _FORCE_HINT if name in _FORCE and name != "delete" else "")
     except DdmqError as exc:
-        return report(exc, name, EXIT_ERROR, debug)
-    except OSError as exc:
-        return report(exc, name, EXIT_ERROR, debug)
-    except KeyboardInterrupt:
-        return 130
+        return _report(exc, name, EXIT_ERROR, debug)
     except BrokenPipeError:
         raise
-    except Exception as exc:  # a bug: still one line, the traceback with -d
-        return report("unexpected {}: {}".format(type(exc).__name__, exc), name, EXIT_ERROR,
-                      debug, "" if debug else " (run with -d for the traceback)")
+    except OSError as exc:
+        return _report(exc, name, EXIT_ERROR, debug)
+    except Exception as exc:  # a bug: still one line; -d shows the traceback
+        return _report("unexpected {}: {}".format(type(exc).__name__, exc), name, EXIT_ERROR,
+                       debug, "" if debug else " (run with -d for the traceback)")
 
 
-def report(error, name, status, debug, hint=""):
-    """Print ``error`` as one line on stderr (after its traceback if ``debug``); return ``status``."""
+def _report(error, name, status, debug, hint=""):
+    """Print ``error`` in one line on stderr, traceback first if ``debug``; return ``status``."""
     if debug:
         import traceback
 
@@ -570,26 +567,8 @@ def report(error, name, status, debug, hint=""):
     return status
 
 
-def run_json(text):
-    """Run the packaged operations in ``text``, in order; return the exit status.
-
-    Every object is parsed and its arguments checked before the first one runs.
-    """
-    operations = [packaged_args(package, number) for number, package in
-                  enumerate(read_objects(text), 1)]
-    if not operations:
-        raise UsageError("no JSON object given")
-    status = EXIT_OK
-    for name, args in operations:
-        result = run_guarded(name, lambda: execute(name, args), args.d)
-        if result not in (EXIT_OK, EXIT_EMPTY):
-            return result
-        status = max(status, result)
-    return status
-
-
-def read_objects(text):
-    """Return the JSON values in ``text``: one object, or several one after the other."""
+def _read_objects(text):
+    """Return the JSON values in ``text``: one, or several one after the other (one per line)."""
     import json
 
     decoder = json.JSONDecoder()
@@ -607,8 +586,8 @@ def read_objects(text):
         values.append(value)
 
 
-def packaged_args(package, number):
-    """Return (command name, parsed args) for one packaged operation; check every key."""
+def _packaged_args(package, number):
+    """Return (command name, parsed args) of packaged operation ``number``; check every key."""
     where = "object {}".format(number)
     if not isinstance(package, dict):
         raise UsageError("{}: expected a JSON object, not {}".format(
@@ -619,12 +598,14 @@ def packaged_args(package, number):
     key = "command" if "command" in package else "cmd"
     name = package.pop(key, None)
     if name is None:
-        raise UsageError("{}: missing key 'command' (one of: {})".format(where, ", ".join(COMMANDS)))
+        raise UsageError("{}: missing key 'command' (one of: {})".format(
+            where, ", ".join(COMMANDS)))
     if not isinstance(name, str) or name not in COMMANDS:
         raise UsageError("{}: unknown command {!r} in key '{}' (one of: {})".format(
             where, name, key, ", ".join(COMMANDS)))
     parser = COMMANDS[name].parser(name)
-    options, positionals = [], []
+    positional_keys = [key for key, action in parser.keys.items() if not action.option_strings]
+    options, positionals = [], {}
     for key, value in package.items():
         action = parser.keys.get(key)
         if action is None:
@@ -632,27 +613,26 @@ def packaged_args(package, number):
                 where, key, name, ", ".join(["command"] + list(parser.keys))))
         if value is None:
             continue
-        if action.nargs == 0:
+        if action.nargs == 0:  # a flag such as -f or -s
             if not isinstance(value, bool):
                 raise UsageError("{}: key '{}' must be true or false, not {!r}".format(
                     where, key, value))
             if value:
                 options.append(action.option_strings[0])
-            continue
-        text = json_value(value, key, where)
-        if action.option_strings:
-            options += [action.option_strings[0], text]
+        elif action.option_strings:
+            options += [action.option_strings[0], _packaged_text(value, key, where)]
         else:
-            positionals.append((list(parser.keys).index(key), text))
-    argv = options + ["--"] + [text for _, text in sorted(positionals)]
+            positionals[key] = _packaged_text(value, key, where)
+    # "--" ends the options: a message or root starting with "-" stays a positional.
+    argv = options + ["--"] + [positionals[key] for key in positional_keys if key in positionals]
     try:
         return name, parser.parse_args(argv)
     except UsageError as exc:
         raise UsageError("{} ({}): {}".format(where, name, exc)) from None
 
 
-def json_value(value, key, where):
-    """Return a packaged value as command-line text; a list becomes a comma-separated list."""
+def _packaged_text(value, key, where):
+    """Return a packaged value as command-line text; a list of names becomes a comma list."""
     if isinstance(value, list) and key in ("queue", "msg_files"):
         if not all(isinstance(item, str) for item in value):
             raise UsageError("{}: key '{}' must be a list of strings".format(where, key))
@@ -663,24 +643,34 @@ def json_value(value, key, where):
     return str(value)
 
 
-def main(argv=None):
-    """Run the ``ddmq`` command line with ``argv`` (default: sys.argv[1:]); return the status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        return dispatch(argv)
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly, as other commands do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_ERROR
+def _run_json(argv):
+    """Run ``ddmq json``; every object is parsed and checked before the first one runs."""
+    args = JSON_COMMAND.parser("json").parse_args(argv)
+    if args.payload is not None:
+        text = args.payload
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("give a JSON object as argument, or pipe objects on stdin")
+    else:
+        text = sys.stdin.read()
+    operations = [_packaged_args(package, number)
+                  for number, package in enumerate(_read_objects(text), 1)]
+    if not operations:
+        raise UsageError("no JSON object given")
+    status = EXIT_OK
+    for name, op_args in operations:
+        result = _guarded(name, lambda: _execute(name, op_args), op_args.d)
+        if result not in (EXIT_OK, EXIT_EMPTY):
+            return result  # a failed operation stops the run: later ones may depend on it
+        status = max(status, result)
+    return status
 
 
-def dispatch(argv):
-    """Pick the subcommand named by ``argv[0]`` and run it; return the exit status."""
+def _dispatch(argv):
+    """Run the subcommand named by ``argv[0]``; return the exit status."""
     if not argv:
         sys.stderr.write(USAGE)
         return EXIT_USAGE
-    name = argv[0]
+    name, rest = argv[0], argv[1:]
     if name in ("-h", "--help"):
         sys.stdout.write(HELP)
         return EXIT_OK
@@ -688,21 +678,23 @@ def dispatch(argv):
         sys.stdout.write("ddmq version {}\n".format(__version__))
         return EXIT_OK
     if name == "json":
-        return run_guarded(name, lambda: json_main(argv[1:]), "-d" in argv[1:])
+        return _guarded(name, lambda: _run_json(rest), False)
     if name not in COMMANDS:
         sys.stderr.write("ddmq: error: unknown command {!r} (one of: {}; see 'ddmq -h')\n".format(
             name, ", ".join(list(COMMANDS) + ["json"])))
         return EXIT_USAGE
-    debug = "-d" in argv[1:]
-    return run_guarded(name, lambda: execute(name, COMMANDS[name].parser(name).parse_args(
-        argv[1:])), debug)
+    return _guarded(name, lambda: _execute(name, COMMANDS[name].parser(name).parse_args(rest)),
+                    "-d" in rest)
 
 
-def json_main(argv):
-    """Run ``ddmq json``: the packaged operations in the argument, or on stdin."""
-    args = JSON_COMMAND.parser("json").parse_args(argv)
-    if args.payload is not None:
-        return run_json(args.payload)
-    if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError("give a JSON object as argument, or pipe objects on stdin")
-    return run_json(sys.stdin.read())
+def main(argv=None):
+    """Run the ``ddmq`` command line on ``argv`` (default: sys.argv[1:]); return the status."""
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`ddmq view | head -1`): stop quietly; point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
