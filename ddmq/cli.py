@@ -112,7 +112,8 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises UsageError and keeps each argument's action by key."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, formatter_class=_help_formatter, **kwargs)
+        # No abbreviations: "--requeue" must never be read as another option's prefix.
+        super().__init__(*args, formatter_class=_help_formatter, allow_abbrev=False, **kwargs)
         self.keys = {}
 
     def add(self, *flags, **kwargs):

@@ -131,6 +131,7 @@ def test_missing_arguments_are_a_usage_error(command):
 
 def test_unknown_option_is_a_usage_error(jobs):
     assert "unrecognized arguments: --bogus" in fails(2, "view", "--bogus", jobs)
+    assert "unrecognized arguments: --form=json" in fails(2, "view", "--form=json", jobs)
 
 
 # create, view, delete
@@ -320,6 +321,8 @@ def test_consume_n_in_priority_order_as_json_and_yaml(jobs):
     ok("publish", "-s", jobs, "jobs", "b")
     plain = ok("consume", "-n", "2", "--skip_cleaning", jobs, "jobs")
     assert plain.count("message = ") == 2 and "\n\n" in plain
+    ok("publish", "-s", jobs, "jobs", "c")
+    assert len(consume_json(jobs, "jobs", "--skip-cleaning")) == 1  # the original's spelling
 
 
 def test_consume_of_an_empty_queue_exits_3(jobs):
