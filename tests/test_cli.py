@@ -23,9 +23,10 @@ COMMANDS = ["view", "create", "delete", "publish", "consume", "ack", "nack", "de
 
 def run(*args, stdin=None):
     """Run ``ddmq args`` and return the CompletedProcess (text mode)."""
-    return subprocess.run(DDMQ + [str(arg) for arg in args], input=stdin, capture_output=True,
-                          text=True, timeout=60, stdin=None if stdin is not None else
-                          subprocess.DEVNULL)
+    # Without input, stdin is /dev/null: `ddmq json` must never wait on the terminal.
+    feed = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    return subprocess.run(DDMQ + [str(arg) for arg in args], capture_output=True, text=True,
+                          timeout=60, **feed)
 
 
 def ok(*args, stdin=None):
