@@ -254,7 +254,7 @@ class broker:
             raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
                 requeue), "invalid")
         if _wants_cleaning(clean, skip_cleaning):
-            self.clean(queue)
+            self._clean_before(queue)
         msg = _new_message(queue, "" if text is None else text, priority, requeue, requeue_prio,
                            timeout, requeue_counter, requeue_limit)
         protocol.publish(self._queue_dir(queue), msg.filename.split("/")[1], _encode(msg),
@@ -274,7 +274,7 @@ class broker:
         if not _is_int(n) or n < 1:
             raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
         if _wants_cleaning(clean, skip_cleaning):
-            self.clean(queue)
+            self._clean_before(queue)
         queue_dir = self._queue_dir(queue)
         scanner = self._scanner(queue, queue_dir)
         consumed = []
@@ -318,7 +318,7 @@ class broker:
         queue, msg_files = self._work_files(queue, msg_files)
         conf = self.get_settings(queue)
         if _wants_cleaning(clean, skip_cleaning):
-            self.clean(queue)
+            self._clean_before(queue)
         work_dir = os.path.join(self._queue_dir(queue), protocol.WORK_DIR)
         acked = []
         for work in msg_files:
@@ -343,7 +343,7 @@ class broker:
         queue, msg_files = self._work_files(queue, msg_files)
         self.get_settings(queue)
         if _wants_cleaning(clean, skip_cleaning):
-            self.clean(queue)
+            self._clean_before(queue)
         nacked = []
         for work in msg_files:
             if self._settle(queue, work, requeue):
@@ -389,6 +389,17 @@ class broker:
         protocol.remove_stale_temp_files(queue_dir, now - STALE_TEMP_AGE - conf["clock_skew"])
         self.update_settings_file(queue, {"cleaned": int(now)})
         return True
+
+    def _clean_before(self, queue):
+        """Clean ``queue`` before another operation, which a failed cleaning must not block.
+
+        On a full or read-only disk the "cleaned" stamp or a requeue cannot be
+        written; the expired messages stay claimed and are cleaned later.
+        """
+        try:
+            self.clean(queue)
+        except StorageError as exc:
+            log.warning("Could not clean queue %s: %s", queue, exc)
 
     def clean_all(self):
         """Clean every queue in the root."""
