@@ -4,6 +4,7 @@ import os
 import time
 
 import pytest
+import yaml
 
 import ddmq
 from ddmq import names, settings
@@ -253,3 +254,32 @@ def test_unknown_keys_are_kept_and_ignored(root):
     b = ddmq.broker(root)
     assert b.get_settings("q")["colour"] == "blue"
     assert b.publish("q", "m").priority == 999
+
+
+FLAT_CASES = [
+    "", "# only a comment\n", "a:\n", "a: \n", "a: null\nb: false\nc: true\n", "a: 1\na: 2\n",
+    "a:  5  \n", "A_b9: 7\r\n", "a: 1\n\n  # note\nb: 2",
+    "cleaned: 0\nmessage_timeout: 600\npriority: 999\nrequeue: true\nrequeue_prio: 0\n",
+    # Everything below is not flat and must be left to PyYAML.
+    "a: 010\n", "a: yes\n", "a: 1 # x\n", "  a: 1\n", "a: -1\n", "a: 1.5\n", "---\na: 1\n",
+    "a: ~\n", "a: 'x'\n", "a:1\n", "a:true\n", "key : 1\n", "a: 1\n- x\n",
+]
+
+
+@pytest.mark.parametrize("text", FLAT_CASES)
+def test_flat_reader_agrees_with_yaml_safe_load(text):
+    flat = settings._parse_flat(text)
+    if flat is not None:
+        assert flat == (yaml.safe_load(text) or {})
+    assert (flat is None) == (FLAT_CASES.index(text) >= 10)
+
+
+@pytest.mark.parametrize("values", [
+    {"cleaned": 1795438455, "requeue": True, "requeue_limit": None, "fsync": False},
+    {"message_timeout": 1.5}, {"custom": "text"},
+])
+def test_write_then_read_round_trips_with_or_without_yaml(tmp_path, values):
+    path = str(tmp_path / "ddmq.yaml")
+    settings.write(path, values)
+    assert settings.read(path) == values
+    assert yaml.safe_load(open(path).read()) == values
