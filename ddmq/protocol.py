@@ -56,6 +56,7 @@ a power loss may lose recent publishes and moves, never a process crash.
 import errno
 import os
 import socket
+import stat
 
 from . import names
 from .errors import StorageError
@@ -67,6 +68,7 @@ QUARANTINE_DIR = ".quarantine"
 # Hot paths build paths as "<dir>/<name>" (names never contain a separator):
 # several times cheaper than os.path.join, which a consume would call often.
 _READ_SIZE = 1 << 16      # bytes per read of a claimed message file
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK   # never follow, never block
 
 # errno values that mean "another process got there first": the name is gone
 # (ENOENT) or, on a network filesystem, our cached handle for it is (ESTALE).
@@ -203,11 +205,18 @@ def _move(source, destination, fsync):
 
 
 def read_claimed(queue_dir, work):
-    """Return the bytes of the claimed message ``work``; raise FileNotFoundError if it is gone."""
+    """Return the bytes of the claimed message ``work``; raise FileNotFoundError if it is gone.
+
+    A foreign entry with a message's name that is not a regular file (folder,
+    symlink, FIFO, device) reads as empty, so it is quarantined as corrupt:
+    a symlink is never followed and a FIFO never blocks the reader.
+    """
     path = "{}/{}/{}".format(queue_dir, WORK_DIR, work)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, _READ_FLAGS)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return b""
             # Plain reads until end of file: cheaper than a buffered file object.
             chunks = [os.read(fd, _READ_SIZE)]
             while chunks[-1]:
@@ -218,6 +227,8 @@ def read_claimed(queue_dir, work):
     except OSError as exc:
         if lost_race(exc):
             raise FileNotFoundError(errno.ENOENT, "claimed message is gone", path) from None
+        if exc.errno == errno.ELOOP:
+            return b""  # a symlink with a message's name
         raise storage_error(exc, "read", path) from None
 
 
