@@ -18,7 +18,6 @@ import numbers
 import os
 import sys
 import time
-import uuid
 
 from . import __version__, names, protocol, settings
 from .errors import (ConfigError, DdmqError, InvalidInputError, MessageNotFoundError,
@@ -87,6 +86,7 @@ class broker:
         self.queue_settings = {}
         self._scanners = {}
         self._last_cleaned = {}
+        self._queue_dirs = {}
         config = os.path.join(self.root, settings.CONFIG_NAME)
         if not os.path.isfile(config):
             if not create:
@@ -241,8 +241,33 @@ class broker:
         the queue's settings when the message is nacked or expires.
         ``message`` is accepted as another name for ``msg_text``.
         """
-        conf = self.get_settings(names.check_queue_name(queue))
         text = msg_text if msg_text is not None else message
+        return self._publish(queue, [text], priority, requeue, requeue_prio, timeout,
+                             requeue_counter, requeue_limit,
+                             _wants_cleaning(clean, skip_cleaning))[0]
+
+    def publish_many(self, queue, texts, priority=None, clean=True, requeue=None,
+                     requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
+                     skip_cleaning=None):
+        """Publish every text of the iterable ``texts`` to ``queue``, in order; return the messages.
+
+        Takes the options of :meth:`publish`, which apply to every message;
+        the queue, the options and the cleaning interval are checked once for
+        the whole batch.  Each message is published on its own, as by
+        :meth:`publish` (a batch is not atomic): if publishing one fails, the
+        ones before it stay published and the error is raised.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise InvalidInputError("texts must be an iterable of message texts, not one text",
+                                    "invalid")
+        return self._publish(queue, list(texts), priority, requeue, requeue_prio, timeout,
+                             requeue_counter, requeue_limit,
+                             _wants_cleaning(clean, skip_cleaning))
+
+    def _publish(self, queue, texts, priority, requeue, requeue_prio, timeout, requeue_counter,
+                 requeue_limit, clean):
+        """Check the options once, then publish each of ``texts``; return the messages."""
+        conf = self.get_settings(names.check_queue_name(queue))
         if priority is None:
             priority = conf["priority"]
         _check_optional_int("priority", priority)
@@ -253,15 +278,19 @@ class broker:
         if requeue is not None and not isinstance(requeue, bool):
             raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
                 requeue), "invalid")
-        if _wants_cleaning(clean, skip_cleaning):
+        if clean:
             self._clean_before(queue)
-        msg = _new_message(queue, "" if text is None else text, priority, requeue, requeue_prio,
-                           timeout, requeue_counter, requeue_limit)
-        protocol.publish(self._queue_dir(queue), msg.filename.split("/")[1], _encode(msg),
-                         conf["fsync"])
-        self._offer(queue, msg.filename.split("/")[1])
-        log.debug("Published %s", msg.filename)
-        return msg
+        queue_dir, fsync = self._queue_dir(queue), conf["fsync"]
+        published = []
+        for text in texts:
+            msg, ready, data = _new_message(queue, "" if text is None else text, priority,
+                                            requeue, requeue_prio, timeout, requeue_counter,
+                                            requeue_limit)
+            protocol.publish(queue_dir, ready, data, fsync)
+            self._offer(queue, ready)
+            published.append(msg)
+        log.debug("Published %d message(s) to %s", len(published), queue)
+        return published
 
     def consume(self, queue, n=1, clean=True, skip_cleaning=None):
         """Consume up to ``n`` messages from ``queue``, in serving order.
@@ -291,7 +320,8 @@ class broker:
             work = protocol.claim(queue_dir, ready, self.clock() + conf["message_timeout"],
                                   conf["fsync"])
             if work is None:
-                continue  # RACE: another consumer claimed it first
+                scanner.lost()  # RACE: another consumer claimed it first
+                continue
             msg = self._read_owned(queue, work)
             if msg is None:
                 continue
@@ -319,7 +349,7 @@ class broker:
         conf = self.get_settings(queue)
         if _wants_cleaning(clean, skip_cleaning):
             self._clean_before(queue)
-        work_dir = os.path.join(self._queue_dir(queue), protocol.WORK_DIR)
+        work_dir = self._queue_dir(queue) + "/" + protocol.WORK_DIR
         acked = []
         for work in msg_files:
             if requeue:
@@ -329,6 +359,7 @@ class broker:
             if done:
                 acked.append(work)
             else:
+                self._check_queue_folder(queue)
                 log.warning("Not acked: %s/%s is gone; its lease expired and another process "
                             "took it, so it will be delivered again", queue, work)
         return acked
@@ -349,6 +380,7 @@ class broker:
             if self._settle(queue, work, requeue):
                 nacked.append(work)
             else:
+                self._check_queue_folder(queue)
                 log.warning("Not nacked: %s/%s is gone; its lease expired and another process "
                             "took it", queue, work)
         return nacked
@@ -481,11 +513,17 @@ class broker:
             return None  # RACE: a stale-cache ack elsewhere removed it; it is settled
         msg = _decode(data)
         if msg is None:
-            where = protocol.quarantine(queue_dir, work)
+            where = protocol.quarantine(queue_dir, work, self.get_settings(queue)["fsync"])
             log.warning("Message file %s/work/%s is corrupt; moved to %s", queue, work, where)
             return None
         msg.queue = queue
         return msg
+
+    def _check_queue_folder(self, queue):
+        """Raise QueueNotFoundError if the folder of ``queue`` (or the root) was removed."""
+        if not os.path.isdir(os.path.join(self._queue_dir(queue), protocol.WORK_DIR)):
+            raise QueueNotFoundError("queue folder {} disappeared".format(
+                self._queue_dir(queue)), "no_queue")
 
     def _work_files(self, queue, msg_files):
         """Return (queue, [work names]) from ack/nack arguments, validating every name first."""
@@ -534,7 +572,13 @@ class broker:
             path, self.root), "invalid")
 
     def _queue_dir(self, queue):
-        return os.path.join(self.root, names.check_queue_name(queue))
+        """Return the folder of ``queue``, checking the name (once per name)."""
+        try:
+            return self._queue_dirs[queue]
+        except (KeyError, TypeError):
+            path = os.path.join(self.root, names.check_queue_name(queue))
+            self._queue_dirs[queue] = path
+            return path
 
     def _existing_queue_dir(self, queue):
         queue_dir = self._queue_dir(queue)
@@ -596,13 +640,31 @@ class broker:
 
 def _new_message(queue, text, priority, requeue, requeue_prio, timeout, requeue_counter,
                  requeue_limit):
-    msg_id = uuid.uuid4().hex
+    """Return a new message, its waiting file name and the bytes of its file."""
+    msg_id = _new_id()
     number = names.new_queue_number()
-    return message(queue=queue, message=text, timeout=timeout, id=msg_id, priority=priority,
-                   queue_number=number,
-                   filename="{}/{}".format(queue, names.ready_name(priority, number, msg_id)),
-                   requeue=requeue, requeue_counter=requeue_counter,
-                   requeue_limit=requeue_limit, requeue_prio=requeue_prio)
+    ready = names.ready_name(priority, number, msg_id)
+    # In message.FIELDS order: the file's JSON is the same as msg.msg2json().
+    fields = {"queue": queue, "message": text, "timeout": timeout, "id": msg_id,
+              "priority": priority, "queue_number": number, "filename": queue + "/" + ready,
+              "requeue": requeue, "requeue_prio": requeue_prio,
+              "requeue_counter": requeue_counter, "requeue_limit": requeue_limit}
+    try:
+        data = json.dumps(fields).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError("message text cannot be stored as JSON: {}".format(exc),
+                                "invalid") from None
+    return message(**fields), ready, data
+
+
+# A version 4 uuid: random bits, with the version and variant bits set as uuid4() does.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _new_id():
+    """Return a new message id: a random uuid4 as 32 hex digits (as uuid.uuid4().hex)."""
+    return "{:032x}".format(int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
 
 
 def _encode(msg):

@@ -122,8 +122,9 @@ def _write_temp(queue_dir, data, fsync):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:
-            # A queue made by the original ddmq has no .tmp/ yet.
-            os.makedirs(temp_dir, exist_ok=True)
+            # A queue made by the original ddmq has no .tmp/ yet.  Never
+            # makedirs: a queue folder (or root) removed meanwhile must stay gone.
+            _make_dir(temp_dir)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except OSError as exc:
         raise storage_error(exc, "create a message file in", temp_dir) from None
@@ -256,17 +257,29 @@ def requeue(queue_dir, work, ready, data, fsync=False):
     remove(os.path.join(queue_dir, WORK_DIR), work, fsync)
 
 
-def quarantine(queue_dir, work):
+def quarantine(queue_dir, work, fsync=False):
     """Move the owned, unreadable claimed message ``work`` aside: CLAIMED -> CORRUPT."""
     target_dir = os.path.join(queue_dir, QUARANTINE_DIR)
-    os.makedirs(target_dir, exist_ok=True)
     source = os.path.join(queue_dir, WORK_DIR, work)
     try:
+        if not os.path.isdir(target_dir):
+            _make_dir(target_dir)
         os.rename(source, os.path.join(target_dir, work))
     except OSError as exc:
         if not lost_race(exc):
             raise storage_error(exc, "quarantine", source) from None
+    if fsync:
+        _fsync_dir(target_dir)
+        _fsync_dir(os.path.dirname(source))
     return os.path.join(target_dir, work)
+
+
+def _make_dir(path):
+    """Create the folder ``path`` (not its parents); another process may have made it first."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass  # RACE: made by another process at the same moment
 
 
 def remove_stale_temp_files(queue_dir, older_than):
