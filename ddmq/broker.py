@@ -16,6 +16,7 @@ import json
 import logging
 import numbers
 import os
+import stat
 import sys
 import time
 
@@ -153,9 +154,9 @@ class broker:
 
     def check_dir(self, path, only_conf=False):
         """Return True if ``path`` holds a ddmq.yaml (and, unless ``only_conf``, a work folder)."""
-        if not os.path.isfile(os.path.join(path, settings.CONFIG_NAME)):
+        if not _is_kind(os.path.join(path, settings.CONFIG_NAME), stat.S_ISREG):
             return False
-        return only_conf or os.path.isdir(os.path.join(path, protocol.WORK_DIR))
+        return only_conf or _is_kind(os.path.join(path, protocol.WORK_DIR), stat.S_ISDIR)
 
     def create_folder(self, path):
         """Create the folder ``path`` and its parents (an existing folder is fine)."""
@@ -687,6 +688,14 @@ def _decode(data):
         return msg
     except (ValueError, DdmqError):
         return None
+
+
+def _is_kind(path, test):
+    """Return True if ``path`` exists and ``test(st_mode)`` holds (ESTALE retried, not "missing")."""
+    try:
+        return test(protocol.retry_stale(os.stat, path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _listdir(path):

@@ -57,6 +57,7 @@ import errno
 import os
 import socket
 import stat
+import time
 
 from . import names
 from .errors import StorageError
@@ -73,9 +74,31 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK   # never follow, neve
 # errno values that mean "another process got there first": the name is gone
 # (ENOENT) or, on a network filesystem, our cached handle for it is (ESTALE).
 _LOST_RACE = frozenset({errno.ENOENT, errno.ESTALE})
+_STALE_RETRY_SECONDS = 2.0   # GlusterFS answered ESTALE for about 1 s after a replace
 
 _writer_prefix = None
 _writer_count = 0
+
+
+def retry_stale(func, *args):
+    """Return ``func(*args)``, calling it again while it raises ESTALE, for up to 2 s.
+
+    RACE: on a network filesystem a name that another client just replaced
+    by a rename (a ddmq.yaml rewritten by a cleaner) can answer ESTALE for
+    about a second (measured on GlusterFS); a fresh lookup then finds the
+    new file.  Used where the name is expected to exist again, never where
+    ESTALE means a lost race (a message file that someone else took).
+    """
+    delay, waited = 0.005, 0.0
+    while True:
+        try:
+            return func(*args)
+        except OSError as exc:
+            if exc.errno != errno.ESTALE or waited >= _STALE_RETRY_SECONDS:
+                raise
+        time.sleep(delay)
+        waited += delay
+        delay = min(2 * delay, 0.25)
 
 
 def lost_race(exc):

@@ -13,6 +13,7 @@ import os
 import re
 
 from .errors import ConfigError
+from .protocol import retry_stale
 
 #: The defaults at the bottom of the cascade, with the meaning of each key.
 DEFAULTS = {
@@ -101,8 +102,7 @@ def _dump_flat(settings):
 def read(path):
     """Return the settings in the YAML file at ``path`` (an empty file gives ``{}``)."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = retry_stale(_read_bytes, path)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -120,6 +120,11 @@ def read(path):
             path, type(data).__name__), "config")
     check(data, path)
     return data
+
+
+def _read_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def _safe_load(raw, path):
