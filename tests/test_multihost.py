@@ -1,0 +1,167 @@
+"""Multi-host: producers and consumers on three GlusterFS client mounts of one volume.
+
+The rig (``bash /work/shared/dfs/up-gluster.sh``, as root) serves one volume on
+127.0.0.1 and mounts it three times through independent FUSE clients, each
+with its own caches: three "hosts" sharing one directory tree.  Without the
+rig these tests skip, saying how to bring it up; with ``DDMQ_REQUIRE_DFS=1``
+(set by ``.ci/run``) they fail instead, so CI never passes silently without
+them.  CI size: 6,000 messages; ``DDMQ_LONG=1``: 20,000.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+import ddmq
+from reliability_worker import Fleet, reconcile, scale, sweep
+
+MOUNTS = {"a": "/tmp/dfs-mnt-ga", "b": "/tmp/dfs-mnt-gb", "c": "/tmp/dfs-mnt-gc"}
+RIG = "bash /work/shared/dfs/up-gluster.sh (as root)"
+
+
+def _glusterfs_mounts():
+    with open("/proc/mounts") as handle:
+        return {fields[1] for fields in (line.split() for line in handle)
+                if fields[2] == "fuse.glusterfs"}
+
+
+@pytest.fixture
+def roots():
+    """Return {mount letter: path} of one fresh ddmq root seen through each of the three mounts."""
+    missing = sorted(set(MOUNTS.values()) - _glusterfs_mounts())
+    if missing:
+        reason = "GlusterFS rig is not up (missing mounts: {}); start it with {}".format(
+            ", ".join(missing), RIG)
+        if os.environ.get("DDMQ_REQUIRE_DFS") == "1":
+            pytest.fail("DDMQ_REQUIRE_DFS=1 but the " + reason)
+        pytest.skip(reason)
+    name = "ddmq-test-" + uuid.uuid4().hex[:12]
+    paths = {letter: os.path.join(mount, name) for letter, mount in MOUNTS.items()}
+    ddmq.broker(paths["a"], create=True).create_queue("q")
+    yield paths
+    shutil.rmtree(paths["a"], ignore_errors=True)
+
+
+def _wait_until_drained(b, queue, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if b.get_message_list(queue) == ([], []):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+@pytest.mark.timeout(scale(300, 3600))
+def test_producers_and_consumers_on_three_mounts_exactly_once(roots, tmp_path):
+    total = scale(6_000, 20_000)
+    fleet = Fleet(str(tmp_path / "logs"))
+    stop = str(tmp_path / "stop")
+    per = total // 3
+    for letter in "abc":
+        fleet.start("produce", "producer-" + letter, "--root", roots[letter], "--queue", "q",
+                    "--prefix", "p" + letter, "--start", 0, "--count", per,
+                    "--priorities", "1,5,999")
+    for letter in "abc":
+        fleet.start("consume", "consumer-" + letter, "--root", roots[letter], "--queue", "q",
+                    "--stop-file", stop)
+    started = time.monotonic()
+    fleet.wait("producer", timeout=scale(240, 3000))
+    open(stop, "w").close()
+    fleet.wait("consumer", timeout=120)
+    elapsed = time.monotonic() - started
+
+    assert fleet.crashes() == []
+    logs = fleet.logs()
+    result = reconcile(logs)
+    by_mount = {letter: sum(1 for ds in logs.deliveries.values() for d in ds
+                            if "consumer-" + letter in d.log) for letter in "abc"}
+    print("{:.1f}s".format(elapsed), result, "delivered through each mount:", by_mount)
+    assert result.published == total
+    assert result.lost == 0
+    assert result.duplicates == 0
+    assert result.damaged == 0
+    assert result.deliveries == total
+    assert all(by_mount.values()), by_mount
+    assert ddmq.broker(roots["b"]).get_message_list("q") == ([], [])
+
+
+@pytest.mark.timeout(scale(300, 3600))
+def test_consumers_killed_on_one_mount_are_redelivered_through_another(roots, tmp_path):
+    total = scale(600, 6_000)
+    timeout = 5
+    b = ddmq.broker(roots["a"])
+    b.update_settings_file("q", {"message_timeout": timeout})
+    fleet = Fleet(str(tmp_path / "logs"))
+    stop = str(tmp_path / "stop")
+    fleet.start("produce", "producer-b", "--root", roots["b"], "--queue", "q", "--prefix", "pb",
+                "--start", 0, "--count", total)
+    # Slow consumers on mount a hold messages when they are killed.
+    doomed = [fleet.start("consume", "consumer-a", "--root", roots["a"], "--queue", "q",
+                          "--stop-file", stop, "--delay", "0.2") for _ in range(3)]
+    for letter in "bc":
+        fleet.start("consume", "consumer-" + letter, "--root", roots[letter], "--queue", "q",
+                    "--stop-file", stop, "--clean-every", 1, "--delay", "0.01")
+    time.sleep(3)
+    for proc in doomed:
+        fleet.kill(proc)
+    fleet.wait("producer", timeout=scale(240, 3000))
+    assert _wait_until_drained(b, "q", timeout=scale(180, 1800)), b.get_message_list("q")
+    open(stop, "w").close()
+    fleet.wait("consumer", timeout=120)
+
+    assert fleet.crashes() == []
+    logs = fleet.logs()
+    result = reconcile(logs)
+    cut_short = [d for ds in logs.deliveries.values() for d in ds
+                 if "consumer-a" in d.log and not d.finished]
+    redelivered_elsewhere = [
+        d for d in cut_short
+        if any(other.finished and other.acked and "consumer-a" not in other.log
+               for other in logs.deliveries[d.key])]
+    print(result, "held by killed consumers on mount a:", len(cut_short),
+          "redelivered through b or c:", len(redelivered_elsewhere))
+    assert cut_short, "the killed consumers held no message: the test proved nothing"
+    assert len(redelivered_elsewhere) == len(cut_short)
+    assert result.lost == 0
+    assert result.damaged == 0
+    assert result.unexplained == 0
+    assert result.duplicates <= len(cut_short)
+
+
+def _settings_loop(root, seconds, write):
+    """Run in a subprocess: rewrite or re-read the queue's ddmq.yaml for ``seconds``."""
+    code = """
+import sys, time
+sys.path.insert(0, {src!r})
+import ddmq
+root, seconds, write = {root!r}, {seconds!r}, {write!r}
+end = time.time() + seconds
+n = 0
+while time.time() < end:
+    n += 1
+    if write:
+        ddmq.broker(root).update_settings_file("q", {{"cleaned": n}})
+    else:
+        b = ddmq.broker(root)
+        b.get_config_file("q")
+        b.get_settings("q")
+print(n)
+""".format(src=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), root=root,
+           seconds=seconds, write=write)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.timeout(120)
+def test_settings_replaced_on_one_mount_read_through_others(roots):
+    # A file replaced by rename on one client is ESTALE for a moment on the others.
+    procs = [_settings_loop(roots["a"], 8, True), _settings_loop(roots["b"], 8, False),
+             _settings_loop(roots["c"], 8, False)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "Error" not in err, err[-2000:]
