@@ -308,6 +308,7 @@ class broker:
         queue_dir = self._queue_dir(queue)
         scanner = self._scanner(queue, queue_dir)
         consumed = []
+        lost, relisted = set(), 0
         while len(consumed) < n:
             try:
                 ready = scanner.next_candidate()
@@ -318,9 +319,18 @@ class broker:
                 raise protocol.storage_error(exc, "list", queue_dir) from None
             if ready is None:
                 break
+            if ready in lost:
+                # RACE: a rescan lists a name we lost: names are never reused,
+                # so a network filesystem is still showing a moved file.  Skip
+                # it, and stop once such ghosts are all a rescan finds.
+                relisted += 1
+                if relisted > len(lost):
+                    break
+                continue
             work = protocol.claim(queue_dir, ready, self.clock() + conf["message_timeout"],
                                   conf["fsync"])
             if work is None:
+                lost.add(ready)
                 scanner.lost()  # RACE: another consumer claimed it first
                 continue
             msg = self._read_owned(queue, work)
