@@ -693,11 +693,21 @@ def _decode(data):
         if not isinstance(package, dict) or "message" not in package:
             return None
         msg = message.json2msg(package)
-        if not _is_int(msg.requeue_counter):
-            return None
-        return msg
     except (ValueError, DdmqError):
         return None
+    # A requeue builds a file name from these fields and compares and adds
+    # them: a hostile or damaged value must not crash a cleaner, nor send a
+    # message under a name no consumer lists (or outside its queue).
+    if not (isinstance(msg.id, str) and names.MESSAGE_ID.match(msg.id)
+            and _is_int(msg.requeue_counter) and msg.requeue_counter >= 0
+            and msg.requeue in (None, True, False)
+            and all(value is None or (_is_int(value) and value >= 0)
+                    for value in (msg.requeue_prio, msg.requeue_limit))
+            and (msg.timeout is None or (isinstance(msg.timeout, numbers.Real)
+                                         and not isinstance(msg.timeout, bool)
+                                         and msg.timeout >= 0))):
+        return None
+    return msg
 
 
 def _is_kind(path, test):

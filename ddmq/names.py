@@ -26,6 +26,7 @@ from .errors import InvalidInputError
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 READY_NAME = re.compile(r"(\d+)\.(\d+)\.ddmq([A-Za-z0-9]+)\Z")
 WORK_NAME = re.compile(r"(\d+)\.(\d+\.\d+\.ddmq[A-Za-z0-9]+)\Z")
+MESSAGE_ID = re.compile(r"[A-Za-z0-9]+\Z")
 
 SECONDS_DIGITS = 10
 _NONCE_LIMIT = 10 ** 9
