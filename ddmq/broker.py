@@ -23,6 +23,7 @@ import time
 from . import __version__, names, protocol, settings
 from .errors import (ConfigError, DdmqError, InvalidInputError, MessageNotFoundError,
                      QueueNotFoundError, RootError, StorageError)
+from .clock import FilesystemClock
 from .message import message
 from .scanner import ReadyScanner
 
@@ -71,7 +72,8 @@ class broker:
     ``create=True`` creates and initiates the root, and any queue used,
     when missing.  ``verbose`` and ``debug`` log INFO or DEBUG messages of
     the ``ddmq`` logger to stderr.  ``clock`` is the function that tells the
-    time (epoch seconds) for leases; tests inject a shifted one.
+    time (epoch seconds) for leases; tests inject a shifted one.  Without
+    it, the root's ``clock`` setting picks it (see :mod:`ddmq.clock`).
     """
 
     def __init__(self, root, create=False, verbose=False, debug=False, clock=None):
@@ -99,6 +101,8 @@ class broker:
             self.create_folder(self.root)
             self._write_new_config(config, _ROOT_CONFIG_TEXT)
         self.global_settings = dict(self.default_settings, **self._read_config(config))
+        if clock is None and self.global_settings["clock"] == "filesystem":
+            self.clock = FilesystemClock(self.root)
 
     def __repr__(self):
         shown = ("create", "default_settings", "global_settings", "queue_settings", "root")

@@ -24,7 +24,8 @@ DEFAULTS = {
     "requeue_prio": 0,        # priority a requeued message gets; 0 is the top priority
     "requeue_limit": None,    # times a message may be requeued; None = no limit
     "fsync": False,           # fsync files and directories so a publish survives power loss
-    "clock_skew": 0,          # seconds other hosts' clocks may be behind ours (lease tolerance)
+    "clock_skew": 0,          # seconds two hosts' clocks may differ: leases expire that much later
+    "clock": "local",         # where "now" comes from: "local" or "filesystem" (see ddmq.clock)
 }
 
 CONFIG_NAME = "ddmq.yaml"
@@ -48,6 +49,7 @@ _CHECKS = {
     "requeue_limit": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
     "fsync": (lambda v: isinstance(v, bool), "true or false"),
     "clock_skew": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
+    "clock": (lambda v: v in ("local", "filesystem"), "local or filesystem"),
 }
 
 
