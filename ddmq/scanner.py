@@ -17,21 +17,23 @@ A scan keeps at most :data:`SCAN_LIMIT` names, so a consumer's memory is
 bounded whatever the depth of the queue, and it never answers "empty"
 unless a fresh scan found nothing.
 
-Several consumers of one queue read the same names in the same order.  A
-consumer that loses a race for a candidate skips ahead a random number (up
-to :data:`SKIP_SPAN`) of candidates *of the same priority*, so consumers
-spread out over the queue instead of all fighting for its head.  A lone
-consumer never loses a race, so it serves strictly in order; with several,
-a message may be served up to :data:`SKIP_SPAN` places out of its FIFO
-order within its priority, and never before a message of better priority
-that the consumer knows of.  A name skipped by every consumer is tried at
-the next scan.
+Several consumers of one queue read the same names in the same order, and
+two busy ones would otherwise take turns at the head: each claim, one race
+lost.  A consumer that loses a race right after winning one (a competitor
+is working beside it) skips ahead a random number (up to
+:data:`SKIP_SPAN`) of candidates *of the same priority*, so consumers spread
+out over the queue.  A consumer that only loses (its candidates were taken
+while it was idle) walks on in order.  A lone consumer never loses a race,
+so it serves strictly in order; with several, a message may be served up to
+:data:`SKIP_SPAN` places out of its FIFO order within its priority, never
+before a message of better priority that the consumer knows of.  A name
+skipped by every consumer is tried at the next scan.
 """
 
-import bisect
 import itertools
 import os
 import random
+import re
 import time
 
 from .names import ready_sort_key
@@ -41,36 +43,49 @@ MIN_REFRESH = 1.0        # seconds: the refresh interval of ordinary queues
 REFRESH_FACTOR = 20      # deep queues: rescan after this many scan durations
 SKIP_SPAN = 32           # candidates a consumer may skip after losing a race
 
+# The names this version writes: a priority without leading zeros and a
+# 19-digit queue number.  Among them, serving order is the order of
+# (length of the priority, name) -- plain string sorting, much cheaper than
+# building a ready_sort_key() for each of the thousands of names of a scan.
+_CANONICAL = re.compile(r"(?:0|[1-9][0-9]*)\.[0-9]{19}\.ddmq[A-Za-z0-9]+\Z").match
+
 
 class ReadyScanner:
     """The serving-order candidates of one queue folder, refreshed as documented above."""
 
     def __init__(self, queue_dir):
         self.queue_dir = queue_dir
-        self._keys = []          # ready_sort_key() of each candidate, in serving order
+        self._names = []         # the candidates, in serving order
+        self._last_key = None    # ready_sort_key() of the last candidate
         self._next = 0
+        self._tried = 0          # candidates returned since the last lost race
         self._scanned_at = None
         self._refresh_interval = MIN_REFRESH
 
     def next_candidate(self):
         """Return the next waiting name to try, or None if a fresh scan finds no message."""
-        if (self._next >= len(self._keys)
+        if (self._next >= len(self._names)
                 or time.monotonic() - self._scanned_at > self._refresh_interval):
             self.scan()
-            if not self._keys:
+            if not self._names:
                 return None
-        key = self._keys[self._next]
+        name = self._names[self._next]
         self._next += 1
-        return key[-1]
+        self._tried += 1
+        return name
 
     def lost(self):
-        """Note that the last candidate went to another consumer: skip ahead in its priority."""
-        keys, start = self._keys, self._next
-        if start >= len(keys) or keys[start][0] != keys[start - 1][0]:
+        """Note that the last candidate went to another consumer; skip ahead if one is beside us."""
+        beside, self._tried = self._tried > 1, 0
+        if not beside:
             return
-        end = bisect.bisect_left(keys, (keys[start][0] + 1,), start,
-                                 min(len(keys), start + SKIP_SPAN))
-        self._next = start + random.randrange(end - start)
+        names, start = self._names, self._next
+        priority = _priority(names[start - 1])
+        end, limit = start, min(len(names), start + SKIP_SPAN)
+        while end < limit and _priority(names[end]) == priority:
+            end += 1
+        if end > start:
+            self._next = start + random.randrange(end - start)
 
     def add(self, name):
         """Make the waiting ``name``, just written by this process, a candidate in serving order."""
@@ -79,26 +94,80 @@ class ReadyScanner:
         # A name after the last candidate may belong behind names the scan
         # did not keep (SCAN_LIMIT): it is left to the next scan.
         key = ready_sort_key(name)
-        keys = self._keys
-        if key is None or self._next >= len(keys) or key > keys[-1]:
+        names = self._names
+        if key is None or self._next >= len(names) or key > self._last_key:
             return
-        keys.insert(bisect.bisect_left(keys, key, self._next), key)
+        low, high = self._next, len(names)
+        while low < high:
+            middle = (low + high) // 2
+            if ready_sort_key(names[middle]) < key:
+                low = middle + 1
+            else:
+                high = middle
+        names.insert(low, name)
 
     def scan(self):
         """List the queue folder and keep the best :data:`SCAN_LIMIT` names in serving order."""
         started = time.monotonic()
-        with os.scandir(self.queue_dir) as entries:
-            keys = filter(None, map(ready_sort_key, (entry.name for entry in entries)))
-            # Sort in chunks and keep the best: C-speed sorting, bounded memory.
-            best = sorted(itertools.islice(keys, SCAN_LIMIT))
-            while True:
-                chunk = list(itertools.islice(keys, SCAN_LIMIT))
-                if not chunk:
-                    break
-                best += chunk
-                best.sort()
-                del best[SCAN_LIMIT:]
-        self._keys = best
+        self._names = best_ready_names(self.queue_dir, SCAN_LIMIT)
+        self._last_key = ready_sort_key(self._names[-1]) if self._names else None
         self._next = 0
         self._scanned_at = time.monotonic()
         self._refresh_interval = max(MIN_REFRESH, REFRESH_FACTOR * (self._scanned_at - started))
+
+
+def best_ready_names(queue_dir, limit):
+    """Return the first ``limit`` waiting names in ``queue_dir``, in serving order.
+
+    Memory stays bounded: whenever ``2 * limit`` names are held, only the
+    best ``limit`` are kept.
+    """
+    by_width = {}    # canonical names, by the width of their priority
+    others = []      # ready_sort_key() of the other waiting names (legacy)
+    held = 0
+    with os.scandir(queue_dir) as entries:
+        for entry in entries:
+            name = entry.name
+            if _CANONICAL(name):
+                width = name.index(".")
+                try:
+                    by_width[width].append(name)
+                except KeyError:
+                    by_width[width] = [name]
+            else:
+                key = ready_sort_key(name)
+                if key is None:
+                    continue  # not a waiting message: ddmq.yaml, work/, .tmp/ ...
+                others.append(key)
+            held += 1
+            if held >= 2 * limit:
+                best = _best_canonical(by_width, limit)
+                by_width = {width: list(names)
+                            for width, names in itertools.groupby(best, _width)}
+                others.sort()
+                del others[limit:]
+                held = len(best) + len(others)
+    canonical = _best_canonical(by_width, limit)
+    if not others:
+        return canonical
+    keys = sorted(others + [ready_sort_key(name) for name in canonical])
+    return [key[-1] for key in keys[:limit]]
+
+
+def _best_canonical(by_width, limit):
+    best = []
+    for width in sorted(by_width):
+        names = by_width[width]
+        names.sort()
+        best += names[:limit - len(best)]
+        if len(best) >= limit:
+            break
+    return best
+
+
+def _width(name):
+    return name.index(".")
+
+
+def _priority(name):
+    return int(name[:name.index(".")])
