@@ -13,6 +13,7 @@ the tests never crash the machine).  The lines are::
     B <key>                      producer: about to publish <key>
     P <key>                      producer: publish of <key> returned
     C <key> <work> <counter> ok  consumer: claimed and read <key> (BAD if the payload is damaged)
+    a <key> <work>               consumer: about to ack
     A <key> <work> ok|lost       consumer: ack returned (lost: the lease had been taken)
     N <key> <work>               consumer: about to nack
     n <key> <work> ok|lost       consumer: nack returned
@@ -21,7 +22,8 @@ the tests never crash the machine).  The lines are::
 
 The test reads all logs back with :func:`read_logs` and reconciles them with
 :func:`reconcile`, which knows which deliveries were cut short by a SIGKILL
-(a C line with no A/n line after it in the same log).
+(a C line with no A/n line after it in the same log), and whether the kill
+came before the ack or nack began (no a/N line): such a message must come back.
 """
 
 import argparse
@@ -127,6 +129,7 @@ def handle_one(b, queue, events, action="ack", delay=0):
     if delay:
         time.sleep(random.uniform(0, delay))
     if action == "ack":
+        events.write("a", key, msg.filename)
         events.write("A", key, msg.filename, "ok" if b.ack(msg) else "lost")
     else:
         events.write("N", key, msg.filename)
@@ -277,7 +280,8 @@ class Fleet:
 
 # Bookkeeping: what the tests read back.
 
-Delivery = collections.namedtuple("Delivery", "log key work counter intact finished acked")
+Delivery = collections.namedtuple("Delivery",
+                                  "log key work counter intact settling finished acked")
 
 
 class Logs:
@@ -307,7 +311,9 @@ def read_logs(paths):
                 logs.published.add(fields[1])
             elif kind == "C":
                 open_claims[fields[2]] = Delivery(path, fields[1], fields[2], int(fields[3]),
-                                                  fields[4] == "ok", False, False)
+                                                  fields[4] == "ok", False, False, False)
+            elif kind in ("a", "N"):
+                open_claims[fields[2]] = open_claims[fields[2]]._replace(settling=True)
             elif kind in "An":
                 claim = open_claims.pop(fields[2])
                 logs.deliveries[claim.key].append(

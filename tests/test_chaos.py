@@ -89,6 +89,11 @@ def test_random_sigkill_loses_nothing_and_duplicates_only_cut_short_deliveries(t
     assert result.phantoms == 0
     assert result.unexplained == 0
     assert result.duplicates <= cut_short
+    # A consumer killed before its ack began leaves a message that must come back.
+    for ds in logs.deliveries.values():
+        for d in ds:
+            if not d.settling:
+                assert any(other.work != d.work for other in ds), ("never redelivered", d)
     assert result.published >= total - PRODUCERS * kills["p"]
     assert b.get_message_list("q") == ([], [])
     assert os.listdir(os.path.join(root, "q", ".tmp")) == []   # killed writers' files cleaned
