@@ -6,7 +6,7 @@ the broker calls it for every state change.  The layout of one queue folder::
     <queue>/ddmq.yaml                                queue settings
     <queue>/<prio>.<qnum>.ddmq<id>                   READY    waiting to be consumed
     <queue>/work/<lease>.<prio>.<qnum>.ddmq<id>      CLAIMED  consumed, not yet acked
-    <queue>/.tmp/<host>.<pid>.<n>.<random>           WRITING  private to one writer
+    <queue>/.tmp/<host>.<pid>.<random>.<n>           WRITING  private to one writer
     <queue>/.quarantine/<name>                       CORRUPT  unreadable, set aside
 
 (name grammar: :mod:`ddmq.names`).  Each transition is ONE atomic namespace
