@@ -305,6 +305,26 @@ def test_publish_of_unserialisable_text_is_invalid_and_writes_nothing(b):
     assert snapshot(b.root) == before
 
 
+def test_publish_many_publishes_in_order_with_shared_options(b):
+    sent = b.publish_many("q", ["a", {"b": 1}, "c"], priority=4, requeue=False, timeout=30)
+    assert [m.message for m in sent] == ["a", {"b": 1}, "c"]
+    assert len({m.id for m in sent}) == 3
+    got = b.consume("q", n=5)
+    assert [m.id for m in got] == [m.id for m in sent]
+    assert {(m.priority, m.requeue, m.timeout) for m in got} == {(4, False, 30)}
+    assert b.publish_many("q", []) == []
+
+
+@pytest.mark.parametrize("texts, keywords", [("one text", {}), (["a"], {"priority": -1}),
+                                             (["a"], {"requeue": "no"})])
+def test_publish_many_rejects_bad_input_without_changes(b, texts, keywords):
+    b.create_queue("q")
+    before = snapshot(b.root)
+    with pytest.raises(InvalidInputError):
+        b.publish_many("q", texts, **keywords)
+    assert snapshot(b.root) == before
+
+
 # Consume
 
 

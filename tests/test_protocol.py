@@ -380,7 +380,11 @@ def test_nothing_but_messages_matches_the_message_patterns(b, monkeypatch, tmp_p
     with pytest.raises(KeyboardInterrupt):
         b.publish("q", "lost in .tmp", clean=False)
     monkeypatch.undo()
+    # A root on the filesystem's clock writes a probe file into the root.
+    b.update_settings_file("", {"clock": "filesystem"})
+    ddmq.broker(b.root).clean("q", force=True)
     assert listing(b, ".tmp") and listing(b, ".quarantine")
+    assert any(name.startswith(".") for name in os.listdir(b.root))
     for folder, dirs, files in os.walk(b.root):
         where = os.path.relpath(folder, b.root)
         for name in files + dirs:
