@@ -91,7 +91,7 @@ class broker:
         self._last_cleaned = {}
         self._queue_dirs = {}
         config = os.path.join(self.root, settings.CONFIG_NAME)
-        if not os.path.isfile(config):
+        if not _is_kind(config, stat.S_ISREG):
             if not create:
                 if not os.path.isdir(self.root):
                     raise RootError("root folder {} is missing".format(self.root), "missing")
@@ -724,7 +724,7 @@ def _is_kind(path, test):
 
 def _listdir(path):
     try:
-        return os.listdir(path)
+        return protocol.retry_stale(os.listdir, path)
     except FileNotFoundError:
         return []
     except OSError as exc:

@@ -203,6 +203,16 @@ def test_delete_queue_of_a_missing_queue_is_queue_not_found(b):
     assert info.value.error == "no_queue"
 
 
+@pytest.mark.parametrize("method", ["purge_queue", "get_message_list", "delete_queue",
+                                    "get_config_file"])
+def test_queue_methods_on_a_missing_queue_fail_without_creating_it(b, method):
+    before = snapshot(b.root)
+    with pytest.raises(DdmqError) as info:
+        getattr(b, method)("nope")
+    assert "nope" in str(info.value)
+    assert snapshot(b.root) == before
+
+
 def test_delete_queue_refuses_a_folder_with_foreign_files(b):
     b.publish("q", "m")
     with open(os.path.join(b.root, "q", "notes.txt"), "w") as handle:

@@ -463,6 +463,22 @@ def test_the_scan_limit_bounds_the_candidates_kept(b, monkeypatch):
     assert [m.id for m in got] == [m.id for m in expected]
 
 
+@pytest.mark.parametrize("limit", [3, 50_000])
+def test_scans_serve_legacy_and_new_names_of_every_width_in_order(legacy, monkeypatch, limit):
+    monkeypatch.setattr(scanner, "SCAN_LIMIT", limit)
+    legacy.queue("q")
+    for priority, number in [(10, "15386383781"), (9, "1538638378"), (100, "2"),
+                             (10, "153863837805"), (9, "15386383785"), (0, "10")]:
+        legacy.message("q", "{}/{}".format(priority, number), priority=priority,
+                       queue_number=number)
+    b = ddmq.broker(legacy.path)
+    for priority in (100, 10, 9, 1000, 0):
+        b.publish("q", "{}/new".format(priority), priority=priority)
+    got = [m.message for m in ddmq.broker(legacy.path).consume("q", n=20)]
+    assert got == ["0/10", "0/new", "9/1538638378", "9/15386383785", "9/new",
+                   "10/153863837805", "10/15386383781", "10/new", "100/2", "100/new", "1000/new"]
+
+
 def test_leases_in_work_names_are_unique_per_claim(b):
     b.publish("q", "m")
     leases = set()
