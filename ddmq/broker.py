@@ -46,7 +46,9 @@ _QUEUE_CONFIG_TEXT = ("# ddmq queue settings: they override the root's ddmq.yaml
 
 
 def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    # type() first: the ABC check costs ~0.5 us and runs several times per message.
+    return type(value) is int or (isinstance(value, numbers.Integral)
+                                  and not isinstance(value, bool))
 
 
 def _check_optional_int(name, value):
@@ -443,6 +445,8 @@ class broker:
         On a full or read-only disk the "cleaned" stamp or a requeue cannot be
         written; the expired messages stay claimed and are cleaned later.
         """
+        if self.clock() - self._last_cleaned.get(queue, 0) < CLEAN_INTERVAL:
+            return  # the common case: checked within the interval, nothing to do
         try:
             self.clean(queue)
         except StorageError as exc:

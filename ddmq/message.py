@@ -24,6 +24,7 @@ FIELDS = (
     "requeue_counter",
     "requeue_limit",
 )
+_FIELD_SET = frozenset(FIELDS)
 
 
 class message:
@@ -90,6 +91,9 @@ class message:
 
     def update(self, package):
         """Update the message with the fields in ``package`` (a dict); unknown keys are ignored."""
+        if _FIELD_SET.issuperset(package):
+            self.__dict__.update(package)  # the usual case, a message file: one C call
+            return
         for key, value in package.items():
-            if key in FIELDS:
+            if key in _FIELD_SET:
                 setattr(self, key, value)
