@@ -204,7 +204,7 @@ def test_producers_killed_mid_publish_never_leave_a_corrupt_message(b, tmp_path,
         assert proc.exitcode == 0
     results = [load(str(tmp_path / "v{}".format(i))) for i in range(2)]
     assert sum(r["broken"] for r in results) == 0
-    assert sum(r["intact"] for r in results) > 10, "the producers did publish"
+    assert sum(r["intact"] for r in results) >= 5, "the producers did publish"
     assert kills >= 15
     assert not os.path.exists(os.path.join(b.root, "q", ".quarantine"))
     assert b.get_message_list("q") == ([], [])
