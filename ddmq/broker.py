@@ -141,8 +141,9 @@ class broker:
         """Update the config file of ``queue`` (the root's if empty) with the dict ``package``."""
         if package is None:
             package = {}  # the original's default: rewrite the file unchanged
-        if not isinstance(package, dict):
-            raise InvalidInputError("package must be a dict of settings", "invalid")
+        if not isinstance(package, dict) or not all(isinstance(key, str) for key in package):
+            raise InvalidInputError("package must be a dict of settings with names as keys",
+                                    "invalid")
         path = self._config_path(queue)
         current = self._read_config(path)
         current.update(package)

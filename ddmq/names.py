@@ -30,6 +30,7 @@ MESSAGE_ID = re.compile(r"[A-Za-z0-9]+\Z")
 
 SECONDS_DIGITS = 10
 _NONCE_LIMIT = 10 ** 9
+_LAST_SECOND = 10 ** SECONDS_DIGITS - 1   # the latest expiry a lease can hold (year 2286)
 _last_queue_number = 0
 
 
@@ -73,6 +74,9 @@ def ready_sort_key(name):
 
 def new_lease(expiry):
     """Return a lease for a claim that expires at epoch time ``expiry``."""
+    # A lease holds 10 digits of seconds: a later expiry (a huge or infinite
+    # timeout) would read back as a date in 2001, so it gets the last one.
+    expiry = min(expiry, _LAST_SECOND)
     return "{:010d}{:09d}".format(max(0, int(expiry)), random.randrange(_NONCE_LIMIT))
 
 
