@@ -262,6 +262,15 @@ def test_get_config_file_of_root_and_queue(b):
     assert b.get_config_file("q") == {"priority": 2}
 
 
+@pytest.mark.parametrize("package", [{1: 2}, {None: 1}, {"ok": 1, ("a",): 2}])
+def test_update_settings_file_rejects_keys_that_are_not_names(b, package):
+    b.create_queue("q")
+    before = snapshot(b.root)
+    with pytest.raises(DdmqError):
+        b.update_settings_file("q", package)
+    assert snapshot(b.root) == before
+
+
 def test_update_settings_file_without_package_keeps_the_file(b):
     b.update_settings_file("", {"priority": 1})
     b.update_settings_file("")
@@ -557,6 +566,16 @@ def test_clean_respects_requeue_limit_and_counter(cb, clock):
     expire(clock)
     cb.clean("q", force=True)
     assert cb.get_message_list("q") == ([], [])
+
+
+@pytest.mark.parametrize("timeout", [1e12, float("inf")])
+def test_a_huge_timeout_means_a_lease_that_does_not_expire(cb, clock, timeout):
+    cb.publish("q", "m", timeout=timeout)
+    msg = cb.consume("q")
+    assert msg.message == "m"
+    expire(clock, 10 ** 6)
+    cb.clean("q", force=True)
+    assert cb.get_message_list("q") == ([], [msg.filename])
 
 
 def test_clean_respects_a_per_message_timeout(cb, clock):

@@ -141,6 +141,14 @@ def test_leases_hold_the_expiry_and_are_unique_per_claim():
         assert len(lease) == 19 and lease.startswith("1700000123")
 
 
+@pytest.mark.parametrize("expiry", [1e12, 10 ** 15, float("inf")])
+def test_leases_beyond_ten_digits_of_seconds_are_capped_not_wrapped(expiry):
+    # A lease's first 10 digits are its expiry: 13 digits would read as 2001.
+    lease = names.new_lease(expiry)
+    assert len(lease) == 19
+    assert lease[:10] == "9999999999"
+
+
 def test_parse_work_name_reads_new_and_legacy_names():
     ready = names.ready_name(5, "1700000000000000000", ID)
     work = names.work_name(names.new_lease(1800000000), ready)
