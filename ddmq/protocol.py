@@ -55,7 +55,6 @@ a power loss may lose recent publishes and moves, never a process crash.
 
 import errno
 import os
-import socket
 import stat
 import time
 
@@ -81,20 +80,26 @@ _writer_count = 0
 
 
 def retry_stale(func, *args):
-    """Return ``func(*args)``, calling it again while it raises ESTALE, for up to 2 s.
+    """Return ``func(path, ...)`` = ``func(*args)``, retrying a replaced name for up to 2 s.
 
     RACE: on a network filesystem a name that another client just replaced
-    by a rename (a ddmq.yaml rewritten by a cleaner) can answer ESTALE for
-    about a second (measured on GlusterFS); a fresh lookup then finds the
-    new file.  Used where the name is expected to exist again, never where
-    ESTALE means a lost race (a message file that someone else took).
+    by a rename (a ddmq.yaml rewritten by a cleaner) can answer ESTALE, or
+    ENOENT while a stat still finds it (a cached entry of the replaced
+    file), for about a second (measured on GlusterFS); a fresh lookup then
+    finds the new file.  Used where the name is expected to exist, never
+    where ESTALE or ENOENT mean a lost race (a message someone else took).
     """
     delay, waited = 0.005, 0.0
     while True:
         try:
             return func(*args)
         except OSError as exc:
-            if exc.errno != errno.ESTALE or waited >= _STALE_RETRY_SECONDS:
+            if waited >= _STALE_RETRY_SECONDS:
+                raise
+            if exc.errno == errno.ENOENT:
+                if not os.path.lexists(args[0]):
+                    raise  # really missing
+            elif exc.errno != errno.ESTALE:
                 raise
         time.sleep(delay)
         waited += delay
@@ -115,7 +120,9 @@ def _temp_name():
     # Unique across hosts and processes; a forked child makes its own prefix.
     global _writer_prefix, _writer_count
     if _writer_prefix is None:
-        _writer_prefix = "{}.{}.{}".format(socket.gethostname().replace(".", "_"), os.getpid(),
+        # os.uname() rather than socket.gethostname(): the same name, and
+        # importing socket costs every `ddmq` command about 2 ms.
+        _writer_prefix = "{}.{}.{}".format(os.uname().nodename.replace(".", "_"), os.getpid(),
                                            os.urandom(4).hex())
     _writer_count += 1
     return "{}.{}".format(_writer_prefix, _writer_count)
