@@ -167,3 +167,38 @@ def test_settings_replaced_on_one_mount_read_through_others(roots):
     for proc in procs:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0 and "Error" not in err, err[-2000:]
+
+
+@pytest.mark.timeout(scale(180, 1200))
+def test_cleaners_on_three_mounts_requeue_each_expired_message_once(roots, tmp_path):
+    count = scale(300, 3_000)
+    b = ddmq.broker(roots["a"])
+    b.publish_many("q", ["m{}".format(i) for i in range(count)])
+    # Claimed through mount a by a consumer whose clock was 1000 s behind: all expired.
+    past = ddmq.broker(roots["a"], clock=lambda: time.time() - 1000)
+    ids = {msg.id for msg in past.consume("q", n=count)}
+    assert len(ids) == count
+    fleet = Fleet(str(tmp_path / "logs"))
+    barrier, stop = str(tmp_path / "go"), str(tmp_path / "stop")
+    for letter in "abc":
+        fleet.start("clean", "cleaner-" + letter, "--root", roots[letter], "--queue", "q",
+                    "--barrier", barrier, "--repeat", 2)
+        fleet.start("consume", "consumer-" + letter, "--root", roots[letter], "--queue", "q",
+                    "--stop-file", stop)
+    time.sleep(2)
+    open(barrier, "w").close()
+    fleet.wait("cleaner", timeout=scale(150, 1000))
+    assert _wait_until_drained(b, "q", timeout=60), b.get_message_list("q")
+    open(stop, "w").close()
+    fleet.wait("consumer", timeout=60)
+
+    assert fleet.crashes() == []
+    logs = fleet.logs()
+    by_cleaner = {letter: sum(1 for _, _, log, _ in fleet.procs if "cleaner-" + letter in log
+                              for line in open(log) if line.startswith("R "))
+                  for letter in "abc"}
+    print("requeued by the cleaner on each mount:", by_cleaner)
+    assert set(logs.requeued) == ids
+    assert set(logs.requeued.values()) == {1}
+    assert all(d.finished and d.acked for ds in logs.deliveries.values() for d in ds)
+    assert sum(len(ds) for ds in logs.deliveries.values()) == count
