@@ -361,7 +361,11 @@ def test_messages_with_unusable_fields_are_quarantined_not_requeued_astray(b, tm
 
 
 def test_nothing_but_messages_matches_the_message_patterns(b, monkeypatch, tmp_path):
-    monkeypatch.setattr(protocol.socket, "gethostname", lambda: "999.1.ddmq0")
+    # A host name that looks like a message name must not make temp files look like one.
+    fields = list(os.uname())
+    fields[1] = "999.1.ddmq0"  # nodename
+    hostile = type(os.uname())(fields)
+    monkeypatch.setattr(os, "uname", lambda: hostile)
     monkeypatch.setattr(protocol, "_writer_prefix", None)
     clock_now = [time.time()]
     b = ddmq.broker(str(tmp_path / "r"), create=True, clock=lambda: clock_now[0])
