@@ -17,7 +17,6 @@ Nothing else ddmq writes matches these patterns: temporary files and
 quarantined messages live in hidden folders (``.tmp/``, ``.quarantine/``).
 """
 
-import random
 import re
 import time
 
@@ -77,6 +76,8 @@ def new_lease(expiry):
     # A lease holds 10 digits of seconds: a later expiry (a huge or infinite
     # timeout) would read back as a date in 2001, so it gets the last one.
     expiry = min(expiry, _LAST_SECOND)
+    import random  # here, not at the top: `ddmq publish` never needs it (start-up time)
+
     return "{:010d}{:09d}".format(max(0, int(expiry)), random.randrange(_NONCE_LIMIT))
 
 

@@ -32,7 +32,6 @@ skipped by every consumer is tried at the next scan.
 
 import itertools
 import os
-import random
 import re
 import time
 
@@ -85,6 +84,8 @@ class ReadyScanner:
         while end < limit and _priority(names[end]) == priority:
             end += 1
         if end > start:
+            import random  # here, not at the top: most processes never lose a race
+
             self._next = start + random.randrange(end - start)
 
     def add(self, name):
