@@ -224,13 +224,12 @@ def time_commands(commands, runs):
             for t, done in zip(times, last)]
 
 
-def scenario_cli(runner, impls, repeat):
+def scenario_cli(runner, impls, runs):
     """Time `python -c pass`, `ddmq publish` and `ddmq consume` (medians of many runs).
 
     `ddmq consume` runs after `ddmq publish` in every round, so it always
     finds the message just published.
     """
-    runs = max(20, repeat * 7)
     commands = [("python", "python -c pass", [sys.executable, "-c", "pass"], runner.env("ddmq"))]
     roots = []
     for impl in impls:
@@ -282,6 +281,8 @@ def render(report):
     out = ["ddmq benchmark  " + report["when"],
            "machine: {machine}; Python {python}; filesystem: {filesystem}".format(**report),
            "command: " + report["command"], ""]
+    if report.get("filesystem_million"):
+        out.insert(2, "filesystem of the D=1,000,000 case: " + report["filesystem_million"])
     trips = [r for r in rows if r["scenario"] == "roundtrip"]
     if trips:
         floors = {r["fsync"]: r for r in trips if r["impl"] == "raw"}
@@ -326,7 +327,9 @@ def render(report):
     if cli:
         base = cli[0]["wall_s"]
         lines = [[r["impl"], r["command"], fmt(r["wall_s"] * 1000, "{:.1f}"), ratio(r["wall_s"], base),
-                  r["status"]] for r in cli]
+                  r["status"] if not r["status"] else "{} ({})".format(
+                      r["status"], (r.get("stderr") or "?").splitlines()[-1][:60])]
+                 for r in cli]
         out.append(table("CLI start-up (median wall ms)",
                          ["impl", "command", "ms", "vs python -c pass", "exit"], lines))
     return "\n".join(out)
@@ -362,6 +365,18 @@ def describe_filesystem(path):
     return "{} on {} mounted at {}".format(best[2], best[0], best[1])
 
 
+def check_room(path, files):
+    """Exit with a clear message if the filesystem at ``path`` cannot hold ``files`` messages."""
+    fs = os.statvfs(path)
+    if fs.f_favail < files * 1.05 or fs.f_bavail * fs.f_frsize < files * 4096 * 1.05:
+        sys.exit("{} has room for {:,} files and {:,} MB; the million-message case needs {:,} "
+                 "files of 4 KB.  Make a filesystem for it, e.g. (as root):\n"
+                 "  truncate -s 8G /root/bench-deep.img; mkfs.ext4 -F -i 4096 /root/bench-deep.img\n"
+                 "  mkdir -p /mnt/ddmq-bench-deep; mount -o loop /root/bench-deep.img "
+                 "/mnt/ddmq-bench-deep\nand pass --million-dir /mnt/ddmq-bench-deep".format(
+                     path, fs.f_favail, fs.f_bavail * fs.f_frsize // 2**20, files))
+
+
 def original_python(venv):
     """Return the python of a venv holding ddmq 0.9.14 with the yaml shim, creating it if needed."""
     python = os.path.join(venv, "bin", "python")
@@ -388,7 +403,9 @@ def main(argv=None):
     parser.add_argument("--depth-n", type=int, default=10000,
                         help="messages consumed in the depth scenario (10000)")
     parser.add_argument("--million", action="store_true",
-                        help="add D=1,000,000 to the depth scenario (needs ~1.1M free inodes)")
+                        help="add D=1,000,000 to the depth scenario (needs 1.1M free inodes, 5 GB)")
+    parser.add_argument("--million-dir",
+                        help="run the D=1,000,000 case here instead (a filesystem with the inodes)")
     parser.add_argument("--consumers", default="1,2,4", help="consumer process counts (1,2,4)")
     parser.add_argument("--fsync-n", type=int, default=1000,
                         help="messages in the fsync round trip (1000)")
@@ -401,6 +418,8 @@ def main(argv=None):
                         help="where that environment lives (created if missing)")
     parser.add_argument("--original-depth-sample", type=int, default=300,
                         help="messages the original consumes per depth (it is slow) (300)")
+    parser.add_argument("--cli-runs", type=int, default=None,
+                        help="runs per CLI command (default: max(20, 7 x --repeat))")
     parser.add_argument("--only", default="roundtrip,fsync,batch,depth,consumers,cli",
                         help="comma-separated scenarios to run")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -416,8 +435,6 @@ def main(argv=None):
     base = tempfile.mkdtemp(prefix="ddmq-bench-", dir=parent)
     runner = Runner(base, runner_python)
     depths = [int(d) for d in args.depths.split(",") if d]
-    if args.million:
-        depths.append(1_000_000)
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": describe_machine(),
@@ -438,14 +455,23 @@ def main(argv=None):
             rows += scenario_roundtrip(runner, [i for i in impls if i != "original"],
                                        args.fsync_n, args.size, args.repeat, fsync=True)
         if "depth" in only:
-            rows += scenario_depth(runner, impls, depths, args.depth_n, args.size,
-                                   max(1, args.repeat if max(depths) < 1_000_000 else 1),
+            rows += scenario_depth(runner, impls, depths, args.depth_n, args.size, args.repeat,
                                    args.original_depth_sample)
+        if args.million and "depth" in only:
+            deep = Runner(tempfile.mkdtemp(prefix="ddmq-bench-", dir=args.million_dir or base),
+                          runner_python)
+            check_room(deep.base, 1_000_000 + args.depth_n)
+            try:
+                rows += scenario_depth(deep, [i for i in impls if i != "original"], [1_000_000],
+                                       args.depth_n, args.size, 1, 0)
+            finally:
+                shutil.rmtree(deep.base, ignore_errors=True)
+            report["filesystem_million"] = describe_filesystem(deep.base)
         if "consumers" in only:
             counts = [int(c) for c in args.consumers.split(",") if c]
             rows += scenario_consumers(runner, impls, counts, args.n, args.size, args.repeat)
         if "cli" in only:
-            rows += scenario_cli(runner, impls, args.repeat)
+            rows += scenario_cli(runner, impls, args.cli_runs or max(20, 7 * args.repeat))
     finally:
         shutil.rmtree(base, ignore_errors=True)
         if not args.dir:

@@ -202,10 +202,16 @@ def cmd_roundtrip(args):
 
 
 def cmd_fill(args):
-    queue = make(args.impl, args.dir)
-    texts = [payload(seq, args.size) for seq in range(args.n)]
+    """Publish ``--n`` messages, in chunks (a million texts would not fit a small machine)."""
+    queue = make(args.impl, args.dir, batch=1000)
     started = time.perf_counter()
-    publish_all(queue, texts)
+    for first in range(0, args.n, 10_000):
+        texts = [payload(seq, args.size) for seq in range(first, min(args.n, first + 10_000))]
+        if isinstance(queue, Raw):
+            for seq, text in enumerate(texts, first):
+                queue.publish(seq, text)
+        else:
+            queue.publish_all(texts)
     return {"publish_s": time.perf_counter() - started}
 
 
