@@ -17,7 +17,8 @@ the tests never crash the machine).  The lines are::
     A <key> <work> ok|lost       consumer: ack returned (lost: the lease had been taken)
     N <key> <work>               consumer: about to nack
     n <key> <work> ok|lost       consumer: nack returned
-    R <id>                       cleaner: requeued the message with this id
+    R <id>                       requeued the message with this id (cleaner, nack)
+    D <id>                       about to delete the message with this id (limit reached)
     X                            the worker finished normally
 
 The test reads all logs back with :func:`read_logs` and reconciles them with
@@ -70,8 +71,8 @@ class EventLog:
         os.write(self.fd, (" ".join(str(f) for f in fields) + "\n").encode())
 
 
-class _RequeueRecorder(logging.Handler):
-    """Turn the broker's "Requeuing q/<work> as <ready>" log records into R lines."""
+class _SettleRecorder(logging.Handler):
+    """Turn the broker's "Requeuing ..." and "Deleting ..." log records into R and D lines."""
 
     def __init__(self, events):
         super().__init__(logging.INFO)
@@ -79,8 +80,18 @@ class _RequeueRecorder(logging.Handler):
 
     def emit(self, record):
         if record.msg.startswith("Requeuing"):
-            ready = record.args[2]
-            self.events.write("R", ready.rsplit("ddmq", 1)[1])
+            self.events.write("R", record.args[2].rsplit("ddmq", 1)[1])
+        elif record.msg.startswith("Deleting %s/%s"):
+            self.events.write("D", record.args[1].rsplit("ddmq", 1)[1])
+
+
+def _record_settling(events):
+    logger = logging.getLogger("ddmq")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _SettleRecorder):
+            logger.removeHandler(handler)
+    logger.addHandler(_SettleRecorder(events))
+    logger.setLevel(logging.INFO)
 
 
 def _broker(args):
@@ -105,6 +116,7 @@ def produce(args):
 
 def consume(args):
     events = EventLog(args.log)
+    _record_settling(events)
     b = _broker(args)
     last_clean = time.monotonic()
     while True:
@@ -144,6 +156,7 @@ def sweep(root, queue, log_path, action="ack", clock_offset=10 ** 5):
     then belongs to a killed consumer.
     """
     events = EventLog(log_path)
+    _record_settling(events)
     b = ddmq.broker(root, clock=lambda: time.time() + clock_offset)
     while True:
         b.clean(queue, force=True)
@@ -157,8 +170,7 @@ def sweep(root, queue, log_path, action="ack", clock_offset=10 ** 5):
 
 def clean(args):
     events = EventLog(args.log)
-    logging.getLogger("ddmq").addHandler(_RequeueRecorder(events))
-    logging.getLogger("ddmq").setLevel(logging.INFO)
+    _record_settling(events)
     b = _broker(args)
     b.get_settings(args.queue)
     while args.barrier and not os.path.exists(args.barrier):
@@ -292,6 +304,7 @@ class Logs:
         self.published = set()
         self.deliveries = collections.defaultdict(list)   # key -> [Delivery]
         self.requeued = collections.Counter()             # message id -> R lines
+        self.deleted = collections.Counter()              # message id -> D lines
         self.finished_logs = set()                        # logs that end with X
 
 
@@ -320,6 +333,8 @@ def read_logs(paths):
                     claim._replace(finished=True, acked=fields[3] == "ok"))
             elif kind == "R":
                 logs.requeued[fields[1]] += 1
+            elif kind == "D":
+                logs.deleted[fields[1]] += 1
             elif kind == "X":
                 logs.finished_logs.add(path)
         for claim in open_claims.values():

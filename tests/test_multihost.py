@@ -5,7 +5,7 @@ The rig (``bash /work/shared/dfs/up-gluster.sh``, as root) serves one volume on
 with its own caches: three "hosts" sharing one directory tree.  Without the
 rig these tests skip, saying how to bring it up; with ``DDMQ_REQUIRE_DFS=1``
 (set by ``.ci/run``) they fail instead, so CI never passes silently without
-them.  CI size: 6,000 messages; ``DDMQ_LONG=1``: 20,000.
+them.  CI size: 6,000 messages; ``DDMQ_LONG=1``: 21,000.
 """
 
 import os
@@ -58,7 +58,7 @@ def _wait_until_drained(b, queue, timeout):
 
 @pytest.mark.timeout(scale(300, 3600))
 def test_producers_and_consumers_on_three_mounts_exactly_once(roots, tmp_path):
-    total = scale(6_000, 20_000)
+    total = scale(6_000, 21_000)   # a multiple of 3 producers
     fleet = Fleet(str(tmp_path / "logs"))
     stop = str(tmp_path / "stop")
     per = total // 3
