@@ -159,6 +159,18 @@ def publish_all(queue, texts):
 
 
 def peak_rss_mb():
+    """Return this process's peak resident memory in MB.
+
+    VmHWM, not getrusage(): Linux carries ru_maxrss over an exec, so a
+    worker would report the peak of the parent it was forked from.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
