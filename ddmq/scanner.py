@@ -22,12 +22,14 @@ two busy ones would otherwise take turns at the head: each claim, one race
 lost.  A consumer that loses a race right after winning one (a competitor
 is working beside it) skips ahead a random number (up to
 :data:`SKIP_SPAN`) of candidates *of the same priority*, so consumers spread
-out over the queue.  A consumer that only loses (its candidates were taken
-while it was idle) walks on in order.  A lone consumer never loses a race,
+out over the queue.  A consumer that loses without having won (its
+candidates were taken while it was busy or idle) moves on, in order, to the
+first candidate still waiting, found with a few ``lstat`` calls rather than
+one lost rename per taken name.  A lone consumer never loses a race,
 so it serves strictly in order; with several, a message may be served up to
-:data:`SKIP_SPAN` places out of its FIFO order within its priority, never
-before a message of better priority that the consumer knows of.  A name
-skipped by every consumer is tried at the next scan.
+:data:`SKIP_SPAN` places out of its FIFO order within its priority (a skip
+never crosses into another priority).  A name skipped by every consumer, or
+passed over inside a run of taken ones, is tried at the next scan.
 """
 
 import itertools
@@ -40,7 +42,7 @@ from .names import ready_sort_key
 SCAN_LIMIT = 50_000      # names kept from one scan: bounds memory on deep queues
 MIN_REFRESH = 1.0        # seconds: the refresh interval of ordinary queues
 REFRESH_FACTOR = 20      # deep queues: rescan after this many scan durations
-SKIP_SPAN = 32           # candidates a consumer may skip after losing a race
+SKIP_SPAN = 64           # candidates a consumer may skip after losing a race
 
 # The names this version writes: a priority without leading zeros and a
 # 19-digit queue number.  Among them, serving order is the order of
@@ -74,9 +76,10 @@ class ReadyScanner:
         return name
 
     def lost(self):
-        """Note that the last candidate went to another consumer; skip ahead if one is beside us."""
+        """Note that the last candidate went to another consumer, and move on past its work."""
         beside, self._tried = self._tried > 1, 0
         if not beside:
+            self._skip_taken()
             return
         names, start = self._names, self._next
         priority = _priority(names[start - 1])
@@ -87,6 +90,36 @@ class ReadyScanner:
             import random  # here, not at the top: most processes never lose a race
 
             self._next = start + random.randrange(end - start)
+
+    def _skip_taken(self):
+        # Our candidates were taken while we were idle, most likely a run of
+        # them by a consumer ahead of us: find the first that is still
+        # waiting by galloping and bisecting with lstat (cheap lookups),
+        # instead of losing a rename race (which serializes on the
+        # filesystem) for every taken name.  A waiting name inside the
+        # taken run may be passed over: it is tried at the next scan.
+        names, low = self._names, self._next
+        if low >= len(names) or self._waiting(names[low]):
+            return
+        step, high = 1, None
+        while high is None:
+            probe = low + step
+            if probe >= len(names):
+                high = len(names)
+            elif self._waiting(names[probe]):
+                high = probe
+            else:
+                low, step = probe, step * 2
+        while high - low > 1:  # names[low] is taken, names[high] waiting (or the end)
+            middle = (low + high) // 2
+            if self._waiting(names[middle]):
+                high = middle
+            else:
+                low = middle
+        self._next = high
+
+    def _waiting(self, name):
+        return os.path.lexists(self.queue_dir + "/" + name)
 
     def add(self, name):
         """Make the waiting ``name``, just written by this process, a candidate in serving order."""
