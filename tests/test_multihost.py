@@ -9,6 +9,7 @@ them.  CI size: 6,000 messages; ``DDMQ_LONG=1``: 21,000.
 """
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -202,3 +203,57 @@ def test_cleaners_on_three_mounts_requeue_each_expired_message_once(roots, tmp_p
     assert set(logs.requeued.values()) == {1}
     assert all(d.finished and d.acked for ds in logs.deliveries.values() for d in ds)
     assert sum(len(ds) for ds in logs.deliveries.values()) == count
+
+
+@pytest.mark.timeout(scale(300, 3600))
+def test_random_sigkill_on_three_mounts_loses_nothing(roots, tmp_path):
+    total = scale(3_000, 20_001)
+    seconds = scale(20, 150)
+    per = total // 3
+    fleet = Fleet(str(tmp_path / "logs"))
+    stop = str(tmp_path / "stop")
+
+    def start(name):
+        letter = name[-1]
+        if name.startswith("p"):
+            first = fleet.next_start(name)
+            if first < per:
+                fleet.start("produce", name, "--root", roots[letter], "--queue", "q",
+                            "--prefix", name, "--start", first, "--count", per - first,
+                            "--delay", seconds / per)
+        else:
+            fleet.start("consume", name, "--root", roots[letter], "--queue", "q",
+                        "--stop-file", stop, "--delay", "0.02")
+
+    for letter in "abc":
+        start("p-" + letter)
+        start("c-" + letter)
+    kills = 0
+    rng = random.Random()
+    while fleet.live("p"):
+        time.sleep(rng.uniform(0.1, 0.8))
+        name, proc, _, _ = rng.choice(fleet.live() or [(None, None, None, None)])
+        if proc is None:
+            break
+        fleet.kill(proc)
+        kills += 1
+        start(name)
+    open(stop, "w").close()
+    fleet.wait("c", timeout=120)
+    sweep_log = str(tmp_path / "logs" / "sweep.log")
+    sweep(roots["b"], "q", sweep_log)
+
+    assert fleet.crashes() == []
+    logs = fleet.logs([sweep_log])
+    result = reconcile(logs)
+    print("kills", kills, result)
+    assert kills > 0
+    assert result.lost == 0
+    assert result.damaged == 0
+    assert result.phantoms == 0
+    assert result.unexplained == 0
+    for ds in logs.deliveries.values():
+        for d in ds:
+            if not d.settling:
+                assert any(other.work != d.work for other in ds), ("never redelivered", d)
+    assert ddmq.broker(roots["c"]).get_message_list("q") == ([], [])
