@@ -86,8 +86,9 @@ class Raw:
                 os.rename(os.path.join(self.queue_dir, name), work)
             except FileNotFoundError:
                 continue  # another raw consumer took it
-            if self.fsync:
+            if self.fsync:  # both folders, as ddmq does
                 self._sync_dir(self.work_dir)
+                self._sync_dir(self.queue_dir)
             with open(work, "rb") as handle:
                 text = handle.read().decode()
             os.unlink(work)
