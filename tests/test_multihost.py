@@ -48,6 +48,14 @@ def roots():
     shutil.rmtree(paths["a"], ignore_errors=True)
 
 
+def _wait_until_seen(root, key, value, timeout=10):
+    """Wait until a broker on ``root`` reads ``key: value`` in the root's ddmq.yaml."""
+    deadline = time.monotonic() + timeout
+    while ddmq.broker(root).get_config_file().get(key) != value:
+        assert time.monotonic() < deadline, "{} never saw {}: {}".format(root, key, value)
+        time.sleep(0.1)
+
+
 def _wait_until_drained(b, queue, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,7 +104,12 @@ def test_consumers_killed_on_one_mount_are_redelivered_through_another(roots, tm
     total = scale(600, 6_000)
     timeout = 5
     b = ddmq.broker(roots["a"])
-    b.update_settings_file("q", {"message_timeout": timeout})
+    # In the root's ddmq.yaml, which cleaners never rewrite: a cleaner on another
+    # mount that reads a just-replaced queue ddmq.yaml may still see the old file
+    # and write it back with its "cleaned" stamp (see docs/reliability.rst).
+    b.update_settings_file("", {"message_timeout": timeout})
+    for letter in "abc":
+        _wait_until_seen(roots[letter], "message_timeout", timeout)
     fleet = Fleet(str(tmp_path / "logs"))
     stop = str(tmp_path / "stop")
     fleet.start("produce", "producer-b", "--root", roots["b"], "--queue", "q", "--prefix", "pb",
@@ -107,9 +120,7 @@ def test_consumers_killed_on_one_mount_are_redelivered_through_another(roots, tm
     for letter in "bc":
         fleet.start("consume", "consumer-" + letter, "--root", roots[letter], "--queue", "q",
                     "--stop-file", stop, "--clean-every", 1, "--delay", "0.01")
-    time.sleep(3)
-    for proc in doomed:
-        fleet.kill(proc)
+    _kill_while_holding_a_message(fleet, doomed, timeout=60)
     fleet.wait("producer", timeout=scale(240, 3000))
     assert _wait_until_drained(b, "q", timeout=scale(180, 1800)), b.get_message_list("q")
     open(stop, "w").close()
@@ -134,6 +145,25 @@ def test_consumers_killed_on_one_mount_are_redelivered_through_another(roots, tm
     assert result.damaged == 0
     assert result.unexplained == 0
     assert result.duplicates <= sum(not d.finished for ds in logs.deliveries.values() for d in ds)
+
+
+def _kill_while_holding_a_message(fleet, procs, timeout):
+    """SIGKILL each consumer in ``procs`` as soon as its log shows a claim it has not acked."""
+    logs = {entry[1].pid: entry[2] for entry in fleet.procs}
+    deadline = time.monotonic() + timeout
+    alive = list(procs)
+    while alive and time.monotonic() < deadline:
+        for proc in list(alive):
+            if not os.path.exists(logs[proc.pid]):
+                continue   # not started yet
+            with open(logs[proc.pid]) as handle:
+                lines = handle.read().splitlines()
+            if lines and lines[-1].startswith("C "):
+                fleet.kill(proc)
+                alive.remove(proc)
+        time.sleep(0.01)
+    for proc in alive:
+        fleet.kill(proc)
 
 
 def _settings_loop(root, seconds, write):
