@@ -185,11 +185,17 @@ def _unlink_quietly(path):
 def publish(queue_dir, ready, data, fsync=False):
     """Make ``data`` visible as the waiting message ``ready``: WRITING -> READY."""
     temp = _write_temp(queue_dir, data, fsync)
+    destination = queue_dir + "/" + ready
     try:
-        os.rename(temp, queue_dir + "/" + ready)
+        os.rename(temp, destination)
     except OSError as exc:
-        _unlink_quietly(temp)
-        raise storage_error(exc, "publish into", queue_dir) from None
+        # RACE: on NFS a retransmitted rename can report ENOENT although the
+        # first attempt succeeded; the ready name is ours alone, so if it
+        # exists the message is published (reporting an error would make the
+        # caller publish it twice).
+        if not (lost_race(exc) and os.path.lexists(destination)):
+            _unlink_quietly(temp)
+            raise storage_error(exc, "publish into", queue_dir) from None
     if fsync:
         _fsync_dir(queue_dir)
 
