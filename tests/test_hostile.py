@@ -409,3 +409,36 @@ def test_a_thousand_corrupt_message_files(tmp_path):
     assert elapsed < 30
     status, out, stderr = cli("consume", root, "q")
     assert status == 3 and "Traceback" not in stderr
+
+
+# NFS: a rename whose reply was lost is retransmitted, and the retry reports
+# ENOENT although the first attempt moved the file.
+
+@pytest.fixture
+def done_but_reported_lost(monkeypatch):
+    real_rename = os.rename
+
+    def rename(source, destination):
+        real_rename(source, destination)
+        raise FileNotFoundError(2, "No such file or directory")
+
+    return lambda: monkeypatch.setattr(os, "rename", rename)
+
+
+def test_a_publish_whose_rename_reports_enoent_but_happened_is_published(tmp_path,
+                                                                          done_but_reported_lost):
+    b = ddmq.broker(str(tmp_path / "root"), create=True)
+    b.create_queue("q")
+    done_but_reported_lost()
+    sent = b.publish("q", "once", skip_cleaning=True)
+    assert [m["id"] for m in ready_messages(b.root, "q")] == [sent.id]
+
+
+def test_a_claim_whose_rename_reports_enoent_but_happened_is_won(tmp_path,
+                                                                 done_but_reported_lost):
+    b = ddmq.broker(str(tmp_path / "root"), create=True)
+    b.publish("q", "once", skip_cleaning=True)
+    done_but_reported_lost()
+    msg = b.consume("q", skip_cleaning=True)
+    assert msg is not None and msg.message == "once"
+    assert b.get_message_list("q") == ([], [msg.filename])
