@@ -167,6 +167,7 @@ class broker:
             self.create_queue(queue)
         merged = dict(self.global_settings, **self._read_config(path))
         self.queue_settings[queue] = merged
+        merged["cleaned"] = max(merged["cleaned"], settings.read_cleaned(os.path.dirname(path)))
         self._last_cleaned.setdefault(queue, merged["cleaned"])
         return merged
 
@@ -235,6 +236,8 @@ class broker:
                 if os.path.isdir(path):
                     os.rmdir(path)
             os.rmdir(os.path.join(queue_dir, protocol.WORK_DIR))
+            if os.path.exists(os.path.join(queue_dir, settings.CLEANED_NAME)):
+                os.unlink(os.path.join(queue_dir, settings.CLEANED_NAME))
             os.unlink(os.path.join(queue_dir, settings.CONFIG_NAME))
             os.rmdir(queue_dir)
         except OSError as exc:
@@ -449,28 +452,31 @@ class broker:
         """Requeue or delete the expired messages of ``queue``'s work folder.
 
         Runs at most once per 60 s per queue (across processes, through the
-        queue's ``cleaned`` setting) unless ``force``.  Returns True if it
+        queue's ``cleaned`` stamp) unless ``force``.  Returns True if it
         cleaned, False if it was too soon.
         """
         conf = self.get_settings(names.check_queue_name(queue))
+        queue_dir = self._queue_dir(queue)
         now = self.clock()
         if not force:
             if now - self._last_cleaned.get(queue, 0) < CLEAN_INTERVAL:
                 return False
             # Another process may have cleaned since we last looked.
-            cleaned = self.get_config_file(queue).get("cleaned", 0)
-            self._last_cleaned[queue] = max(self._last_cleaned.get(queue, 0), cleaned)
+            self._last_cleaned[queue] = max(self._last_cleaned.get(queue, 0),
+                                            settings.read_cleaned(queue_dir))
             if now - self._last_cleaned[queue] < CLEAN_INTERVAL:
                 return False
         self._last_cleaned[queue] = now
         log.info("Cleaning queue %s", queue)
-        queue_dir = self._queue_dir(queue)
         for work in _listdir(os.path.join(queue_dir, protocol.WORK_DIR)):
             parsed = names.parse_work_name(work)
             if parsed and parsed[0] + conf["clock_skew"] < now:
                 self._settle(queue, work, requeue=None)
         protocol.remove_stale_temp_files(queue_dir, now - STALE_TEMP_AGE - conf["clock_skew"])
-        self.update_settings_file(queue, {"cleaned": int(now)})
+        try:
+            settings.write_cleaned(queue_dir, now)
+        except OSError as exc:
+            raise protocol.storage_error(exc, "record the cleaning of", queue_dir) from None
         return True
 
     def _clean_before(self, queue):

@@ -29,6 +29,10 @@ DEFAULTS = {
 }
 
 CONFIG_NAME = "ddmq.yaml"
+# The "cleaned" stamp has a file of its own: rewriting ddmq.yaml once a minute
+# could undo a settings change made at the same moment (on a network
+# filesystem, another host reads the old file for about a second).
+CLEANED_NAME = ".ddmq.yaml.cleaned"
 
 
 def _is_int(value):
@@ -147,6 +151,24 @@ def write(path, settings):
         import yaml
 
         text = yaml.safe_dump(settings, default_flow_style=False)
+    _replace(path, text)
+
+
+def read_cleaned(queue_dir):
+    """Return when the queue was last cleaned (epoch seconds), 0 if its stamp is unreadable."""
+    try:
+        with open(os.path.join(queue_dir, CLEANED_NAME), "rb") as handle:
+            return int(handle.read() or 0)
+    except (OSError, ValueError):
+        return 0  # at worst the queue is cleaned again, which is always safe
+
+
+def write_cleaned(queue_dir, when):
+    """Record that the queue was cleaned at epoch time ``when``."""
+    _replace(os.path.join(queue_dir, CLEANED_NAME), "{}\n".format(int(when)))
+
+
+def _replace(path, text):
     # A hidden, unique temporary name: never mistaken for a message or a config.
     temp = os.path.join(os.path.dirname(path), ".{}.{}.tmp".format(CONFIG_NAME, os.urandom(8).hex()))
     try:

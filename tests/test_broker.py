@@ -532,9 +532,12 @@ def test_clean_runs_at_most_once_a_minute_unless_forced(cb, clock):
 
 
 def test_clean_records_when_it_ran_so_other_brokers_wait(cb, clock):
+    config = open(os.path.join(cb.root, "q", "ddmq.yaml")).read()
     assert cb.clean("q") is True
-    assert cb.get_config_file("q")["cleaned"] == int(clock.now)
     other = ddmq.broker(cb.root, clock=clock)
+    assert other.get_settings("q")["cleaned"] == int(clock.now)
+    # The stamp is kept beside ddmq.yaml, which a settings change alone rewrites.
+    assert open(os.path.join(cb.root, "q", "ddmq.yaml")).read() == config
     assert other.clean("q") is False
     expire(clock, 61)
     assert other.clean("q") is True
@@ -597,7 +600,9 @@ def test_consume_and_publish_clean_first_unless_told_not_to(root, clock):
             clock.now = time.time()
             b = ddmq.broker(root, create=True, clock=clock)
             b.purge_queue("q") if "q" in b.list_queues() else b.create_queue("q")
-            b.update_settings_file("q", {"cleaned": 0})
+            stamp = os.path.join(root, "q", ".ddmq.yaml.cleaned")
+            if os.path.exists(stamp):
+                os.unlink(stamp)
             b.publish("q", "old", clean=False)
             old = b.consume("q", clean=False)
             b.publish("q", "other", clean=False)

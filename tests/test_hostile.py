@@ -19,6 +19,7 @@ import time
 import pytest
 
 import ddmq
+from ddmq import names
 from ddmq.errors import QueueNotFoundError, RootError, StorageError
 
 IS_ROOT = os.geteuid() == 0
@@ -62,7 +63,7 @@ def ready_messages(root, queue):
     folder = os.path.join(root, queue)
     found = []
     for name in os.listdir(folder):
-        if ".ddmq" in name:
+        if names.READY_NAME.match(name):
             with open(os.path.join(folder, name), "rb") as handle:
                 found.append(json.loads(handle.read().decode()))
     return found

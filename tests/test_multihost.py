@@ -104,9 +104,8 @@ def test_consumers_killed_on_one_mount_are_redelivered_through_another(roots, tm
     total = scale(600, 6_000)
     timeout = 5
     b = ddmq.broker(roots["a"])
-    # In the root's ddmq.yaml, which cleaners never rewrite: a cleaner on another
-    # mount that reads a just-replaced queue ddmq.yaml may still see the old file
-    # and write it back with its "cleaned" stamp (see docs/reliability.rst).
+    # Set once, before any consumer runs, and waited for on every mount: another
+    # mount reads a just-replaced ddmq.yaml as the old file for about a second.
     b.update_settings_file("", {"message_timeout": timeout})
     for letter in "abc":
         _wait_until_seen(roots[letter], "message_timeout", timeout)
