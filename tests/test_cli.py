@@ -11,6 +11,8 @@ import yaml
 
 import ddmq
 
+from conftest import snapshot
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 README = os.path.join(os.path.dirname(HERE), "README.rst")
 
@@ -43,18 +45,6 @@ def fails(status, *args, stdin=None):
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("ddmq"), result.stderr
     return result.stderr
-
-
-def snapshot(path):
-    """Return {relative path: bytes or None for a folder} of everything under ``path``."""
-    found = {}
-    for folder, dirs, files in os.walk(path):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(folder, name), path)] = None
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as handle:
-                found[os.path.relpath(os.path.join(folder, name), path)] = handle.read()
-    return found
 
 
 def waiting(root, queue):
