@@ -38,6 +38,7 @@ import re
 import time
 
 from .names import ready_sort_key
+from .protocol import retry_stale
 
 SCAN_LIMIT = 50_000      # names kept from one scan: bounds memory on deep queues
 MIN_REFRESH = 1.0        # seconds: the refresh interval of ordinary queues
@@ -143,7 +144,9 @@ class ReadyScanner:
     def scan(self):
         """List the queue folder and keep the best :data:`SCAN_LIMIT` names in serving order."""
         started = time.monotonic()
-        self._names = best_ready_names(self.queue_dir, SCAN_LIMIT)
+        # RACE: on a network filesystem a folder can answer ESTALE for a
+        # moment (another client replaced an entry); a fresh lookup works.
+        self._names = retry_stale(best_ready_names, self.queue_dir, SCAN_LIMIT)
         self._last_key = ready_sort_key(self._names[-1]) if self._names else None
         self._next = 0
         self._scanned_at = time.monotonic()

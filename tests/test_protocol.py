@@ -492,3 +492,18 @@ def test_leases_in_work_names_are_unique_per_claim(b):
         b.nack(msg)
     assert len(leases) == 20
     assert all(re.fullmatch(r"\d{19}", lease) for lease in leases)
+
+
+def test_a_scan_that_meets_a_stale_folder_handle_retries(b, monkeypatch):
+    b.publish("q", "waiting")
+    real_scandir, calls = os.scandir, []
+
+    def stale_once(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(errno.ESTALE, "Stale file handle", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr("ddmq.scanner.os.scandir", stale_once)
+    assert ddmq.broker(b.root).consume("q").message == "waiting"
+    assert len(calls) == 2
