@@ -32,6 +32,7 @@ so that ``publish`` and ``consume`` start fast.
 """
 
 import argparse
+import functools
 import os
 import sys
 
@@ -659,7 +660,7 @@ def _run_json(argv):
         raise UsageError("no JSON object given")
     status = EXIT_OK
     for name, op_args in operations:
-        result = _guarded(name, lambda: _execute(name, op_args), op_args.d)
+        result = _guarded(name, functools.partial(_execute, name, op_args), op_args.d)
         if result not in (EXIT_OK, EXIT_EMPTY):
             return result  # a failed operation stops the run: later ones may depend on it
         status = max(status, result)
