@@ -107,6 +107,11 @@ def median(values):
 
 # Scenarios: each returns a list of result rows (dicts), medians over repeats.
 
+def worst_counts(runs, keys):
+    """Return the largest count of each of ``keys`` over ``runs``: one bad run shows."""
+    return {key: max(run[key] for run in runs) for key in keys}
+
+
 def scenario_roundtrip(runner, impls, n, size, repeat, label="", fsync=False, batch=1):
     rows = []
     for impl in impls:
@@ -122,10 +127,7 @@ def scenario_roundtrip(runner, impls, n, size, repeat, label="", fsync=False, ba
             "publish_s": median([r["publish_s"] for r in runs]),
             "consume_s": median([r["consume_s"] for r in runs]),
             "total_s": median([r["total_s"] for r in runs]),
-            "duplicates": max(r["duplicates"] for r in runs),
-            "missing": max(r["missing"] for r in runs),
-            "spurious": max(r["spurious"] for r in runs),
-            "errors": max(r["errors"] for r in runs),
+            **worst_counts(runs, ("duplicates", "missing", "spurious", "errors")),
         })
     return rows
 
@@ -149,9 +151,7 @@ def scenario_depth(runner, impls, depths, n, size, repeat, sample_original):
                 "scenario": "depth", "impl": impl, "depth": depth, "n": count,
                 "per_msg_us": median([r["consume_s"] / count * 1e6 for r in runs]),
                 "rss_mb": median([r["rss_mb"] for r in runs]),
-                "duplicates": max(r["duplicates"] for r in runs),
-                "missing": max(r["missing"] for r in runs),
-                "spurious": max(r["spurious"] for r in runs),
+                **worst_counts(runs, ("duplicates", "missing", "spurious")),
             })
     return rows
 
@@ -189,10 +189,7 @@ def scenario_consumers(runner, impls, counts, n, size, repeat):
             rows.append({
                 "scenario": "consumers", "impl": impl, "consumers": count, "n": n,
                 "wall_s": median([r["wall_s"] for r in runs]),
-                "duplicates": max(r["duplicates"] for r in runs),
-                "missing": max(r["missing"] for r in runs),
-                "spurious": max(r["spurious"] for r in runs),
-                "errors": max(r["errors"] for r in runs),
+                **worst_counts(runs, ("duplicates", "missing", "spurious", "errors")),
             })
     return rows
 
