@@ -222,7 +222,7 @@ class broker:
         not write there.
         """
         queue_dir = self._existing_queue_dir(queue)
-        foreign = [name for name in self._foreign_entries(queue_dir)]
+        foreign = list(self._foreign_entries(queue_dir))
         if foreign:
             raise DdmqError("not deleting queue {!r}: {} holds files ddmq did not write: {}".format(
                 queue, queue_dir, ", ".join(sorted(foreign)[:5])), "not_empty")
@@ -559,7 +559,7 @@ class broker:
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
         msg.filename = "{}/{}".format(queue, ready)
         log.info("Requeuing %s/%s as %s", queue, work, ready)
-        protocol.requeue(queue_dir, owned, ready, _encode(msg), conf["fsync"])
+        protocol.requeue(queue_dir, owned, ready, _encode(msg.to_dict()), conf["fsync"])
         self._offer(queue, ready)
         return True
 
@@ -658,13 +658,11 @@ class broker:
             raise ConfigError("config file {} is missing".format(path), "config") from None
 
     def _write_new_config(self, path, text):
-        if os.path.exists(path):
-            return
         try:
             with open(path, "x") as handle:
                 handle.write(text)
         except FileExistsError:
-            pass  # RACE: another process initiated it at the same moment
+            pass  # already initiated, perhaps by another process this very moment
         except OSError as exc:
             raise protocol.storage_error(exc, "create", path) from None
 
@@ -703,17 +701,12 @@ def _new_message(queue, text, priority, requeue, requeue_prio, timeout, requeue_
     msg_id = _new_id()
     number = names.new_queue_number()
     ready = names.ready_name(priority, number, msg_id)
-    # In message.FIELDS order: the file's JSON is the same as msg.msg2json().
+    # In message.FIELDS order, as msg.to_dict() gives them for a requeue.
     fields = {"queue": queue, "message": text, "timeout": timeout, "id": msg_id,
               "priority": priority, "queue_number": number, "filename": queue + "/" + ready,
               "requeue": requeue, "requeue_prio": requeue_prio,
               "requeue_counter": requeue_counter, "requeue_limit": requeue_limit}
-    try:
-        data = json.dumps(fields).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError("message text cannot be stored as JSON: {}".format(exc),
-                                "invalid") from None
-    return message(**fields), ready, data
+    return message(**fields), ready, _encode(fields)
 
 
 # A version 4 uuid: random bits, with the version and variant bits set as uuid4() does.
@@ -726,9 +719,10 @@ def _new_id():
     return "{:032x}".format(int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
 
 
-def _encode(msg):
+def _encode(fields):
+    """Return the bytes of a message file holding ``fields`` (a dict in message.FIELDS order)."""
     try:
-        return msg.msg2json().encode("utf-8")
+        return json.dumps(fields).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidInputError("message text cannot be stored as JSON: {}".format(exc),
                                 "invalid") from None

@@ -65,8 +65,10 @@ WORK_DIR = "work"
 TEMP_DIR = ".tmp"
 QUARANTINE_DIR = ".quarantine"
 
-# Hot paths build paths as "<dir>/<name>" (names never contain a separator):
-# several times cheaper than os.path.join, which a consume would call often.
+# Hot paths (publish, claim, read, remove) build paths as "<dir>/<name>"
+# (names never contain a separator): several times cheaper than
+# os.path.join, which a consume would otherwise call a dozen times.
+
 _READ_SIZE = 1 << 16      # bytes per read of a claimed message file
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK   # never follow, never block
 
