@@ -20,11 +20,11 @@ import sys
 import time
 
 from . import __version__, names, protocol, settings
-from .errors import (ConfigError, DdmqError, InvalidInputError, MessageNotFoundError,
-                     QueueNotFoundError, RootError, StorageError)
+from .errors import (ConfigError, DdmqError, InvalidInputError, LeaseLostError,
+                     MessageNotFoundError, QueueNotFoundError, RootError, StorageError)
 from .clock import FilesystemClock
 from .message import message
-from .scanner import ReadyScanner
+from .queue import Queue
 
 __all__ = ["broker", "DdmqError"]
 
@@ -121,10 +121,7 @@ class broker:
         self.clock = clock or time.time
         self.default_settings = dict(settings.DEFAULTS)
         self.global_settings = {}
-        self.queue_settings = {}
-        self._scanners = {}
-        self._last_cleaned = {}
-        self._queue_dirs = {}
+        self._queues = {}        # name -> Queue, for the queues this broker has used
         config = os.path.join(self.root, settings.CONFIG_NAME)
         if not _is_kind(config, stat.S_ISREG):
             if not create:
@@ -143,6 +140,12 @@ class broker:
         shown = ("create", "default_settings", "global_settings", "queue_settings", "root")
         return "\n".join("{} = {}".format(key, getattr(self, key)) for key in shown)
 
+    @property
+    def queue_settings(self):
+        """The merged settings of each queue this broker has loaded, by queue name."""
+        return {name: queue.settings for name, queue in self._queues.items()
+                if queue.settings is not None}
+
     # Settings
 
     def get_config_file(self, queue=""):
@@ -155,21 +158,7 @@ class broker:
         A missing queue is created if the broker was made with ``create=True``,
         else QueueNotFoundError is raised.
         """
-        try:
-            return self.queue_settings[queue]
-        except (KeyError, TypeError):
-            pass
-        path = self._config_path(names.check_queue_name(queue))
-        if not self.check_dir(os.path.dirname(path)):
-            if not self.create:
-                raise QueueNotFoundError("queue {!r} does not exist in {}".format(
-                    queue, self.root), "no_queue")
-            self.create_queue(queue)
-        merged = dict(self.global_settings, **self._read_config(path))
-        self.queue_settings[queue] = merged
-        merged["cleaned"] = max(merged["cleaned"], settings.read_cleaned(os.path.dirname(path)))
-        self._last_cleaned.setdefault(queue, merged["cleaned"])
-        return merged
+        return self._queue(queue).settings
 
     def update_settings_file(self, queue="", package=None):
         """Update the config file of ``queue`` (the root's if empty) with the dict ``package``."""
@@ -185,11 +174,12 @@ class broker:
             settings.write(path, current)
         except OSError as exc:
             raise protocol.storage_error(exc, "write", path) from None
-        if queue:
-            self.queue_settings.pop(queue, None)
-        else:
+        # Merged again at next use; the scanners and cleaning state stay.
+        if not queue:
             self.global_settings = dict(self.default_settings, **current)
-            self.queue_settings.clear()
+        for name, loaded in self._queues.items():
+            if not queue or name == queue:
+                loaded.settings = None
 
     # Queues
 
@@ -208,7 +198,7 @@ class broker:
 
     def create_queue(self, queue):
         """Create ``queue`` (an existing queue is left as it is); return True."""
-        queue_dir = self._queue_dir(queue)
+        queue_dir = self._path(queue)
         log.info("Creating queue %s", queue)
         for folder in (protocol.WORK_DIR, protocol.TEMP_DIR):
             self.create_folder(os.path.join(queue_dir, folder))
@@ -286,9 +276,10 @@ class broker:
         ``message`` is accepted as another name for ``msg_text``.
         """
         text = msg_text if msg_text is not None else message
-        return self._publish(queue, [text], priority, requeue, requeue_prio, timeout,
-                             requeue_counter, requeue_limit,
-                             _wants_cleaning(clean, skip_cleaning))[0]
+        return self._publish(queue, [text], _wants_cleaning(clean, skip_cleaning),
+                             priority=priority, requeue=requeue, requeue_prio=requeue_prio,
+                             timeout=timeout, requeue_counter=requeue_counter,
+                             requeue_limit=requeue_limit)[0]
 
     def publish_many(self, queue, texts, priority=None, clean=True, requeue=None,
                      requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
@@ -304,62 +295,78 @@ class broker:
         if isinstance(texts, (str, bytes)):
             raise InvalidInputError("texts must be an iterable of message texts, not one text",
                                     "invalid")
-        return self._publish(queue, list(texts), priority, requeue, requeue_prio, timeout,
-                             requeue_counter, requeue_limit,
-                             _wants_cleaning(clean, skip_cleaning))
+        return self._publish(queue, list(texts), _wants_cleaning(clean, skip_cleaning),
+                             priority=priority, requeue=requeue, requeue_prio=requeue_prio,
+                             timeout=timeout, requeue_counter=requeue_counter,
+                             requeue_limit=requeue_limit)
 
-    def _publish(self, queue, texts, priority, requeue, requeue_prio, timeout, requeue_counter,
-                 requeue_limit, clean):
-        """Check the options once, then publish each of ``texts``; return the messages."""
-        conf = self.get_settings(names.check_queue_name(queue))
-        if priority is None:
-            priority = conf["priority"]
-        _check_optional_int("priority", priority)
-        _check_optional_int("requeue_prio", requeue_prio)
-        _check_optional_int("requeue_limit", requeue_limit)
-        _check_optional_int("requeue_counter", requeue_counter)
-        _check_optional_seconds("timeout", timeout)
-        if requeue is not None and not isinstance(requeue, bool):
-            raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
-                requeue), "invalid")
+    def _publish(self, queue, texts, clean, **options):
+        """Check the per-message ``options`` once, then publish each of ``texts``.
+
+        ``options`` are message fields (priority, timeout, requeue, ...);
+        returns the messages.
+        """
+        q = self._queue(queue)
+        if options["priority"] is None:
+            options["priority"] = q.settings["priority"]
+        _check_options(options)
         if clean:
-            self._clean_before(queue)
-        queue_dir, fsync = self._queue_dir(queue), conf["fsync"]
+            self._clean_before(q)
+        fsync = q.settings["fsync"]
         published = []
         for text in texts:
-            msg, ready, data = _new_message(queue, "" if text is None else text, priority,
-                                            requeue, requeue_prio, timeout, requeue_counter,
-                                            requeue_limit)
-            protocol.publish(queue_dir, ready, data, fsync)
-            self._offer(queue, ready)
+            msg, ready, data = _new_message(queue, "" if text is None else text, options)
+            protocol.publish(q.dir, ready, data, fsync)
+            q.offer(ready)
             published.append(msg)
         log.debug("Published %d message(s) to %s", len(published), queue)
         return published
 
-    def consume(self, queue, n=1, clean=True, skip_cleaning=None):
+    def consume(self, queue, n=1, clean=True, skip_cleaning=None, wait=None):
         """Consume up to ``n`` messages from ``queue``, in serving order.
 
         Each is claimed into the work folder with its expiry in its name
         (``message.filename``).  Returns one message or None if ``n`` is 1,
-        else a list (possibly empty).
+        else a list (possibly empty).  With ``wait`` (seconds, or
+        :data:`ddmq.FOREVER`) an empty queue is watched until a message can
+        be claimed or ``wait`` seconds have passed (see :mod:`ddmq.wait`);
+        the messages then claimable, at least one, are returned at once.
         """
-        conf = self.get_settings(names.check_queue_name(queue))
+        q = self._queue(queue)
         if not _is_int(n) or n < 1:
             raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
-        if _wants_cleaning(clean, skip_cleaning):
-            self._clean_before(queue)
-        queue_dir = self._queue_dir(queue)
-        scanner = self._scanner(queue, queue_dir)
+        _check_optional_seconds("wait", wait)
+        cleaning = _wants_cleaning(clean, skip_cleaning)
+        if cleaning:
+            self._clean_before(q)
+        consumed = self._claim(q, n)
+        if not consumed and wait:
+            from . import wait as waiting  # not at the top: start-up time of plain commands
+
+            def attempt():
+                if cleaning:
+                    self._clean_before(q)  # a long wait still requeues expired messages
+                return self._claim(q, n)
+
+            consumed = waiting.wait_for(attempt, wait, q.dir, q.settings["poll_interval"])
+        log.debug("Consumed %d message(s) from %s", len(consumed), queue)
+        if n == 1:
+            return consumed[0] if consumed else None
+        return consumed
+
+    def _claim(self, q, n):
+        """Claim and read up to ``n`` waiting messages of the Queue ``q``; return them."""
+        conf, scanner = q.settings, q.scanner
         consumed = []
         lost, relisted = set(), 0
         while len(consumed) < n:
             try:
                 ready = scanner.next_candidate()
             except FileNotFoundError:
-                raise QueueNotFoundError("queue folder {} disappeared".format(queue_dir),
+                raise QueueNotFoundError("queue folder {} disappeared".format(q.dir),
                                          "no_queue") from None
             except OSError as exc:
-                raise protocol.storage_error(exc, "list", queue_dir) from None
+                raise protocol.storage_error(exc, "list", q.dir) from None
             if ready is None:
                 break
             if ready in lost:
@@ -370,25 +377,22 @@ class broker:
                 if relisted > len(lost):
                     break
                 continue
-            work = protocol.claim(queue_dir, ready, self.clock() + conf["message_timeout"],
+            work = protocol.claim(q.dir, ready, self.clock() + conf["message_timeout"],
                                   conf["fsync"])
             if work is None:
                 lost.add(ready)
                 scanner.lost()  # RACE: another consumer claimed it first
                 continue
-            msg = self._read_owned(queue, work)
+            msg = self._read_owned(q, work)
             if msg is None:
                 continue
             if msg.timeout is not None and msg.timeout != conf["message_timeout"]:
-                work = protocol.take_over(queue_dir, work, self.clock() + msg.timeout,
+                work = protocol.take_over(q.dir, work, self.clock() + msg.timeout,
                                           conf["fsync"])
                 if work is None:
                     continue  # RACE: our default lease had already expired and was taken
             msg.filename = work
             consumed.append(msg)
-        log.debug("Consumed %d message(s) from %s", len(consumed), queue)
-        if n == 1:
-            return consumed[0] if consumed else None
         return consumed
 
     def ack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None):
@@ -400,20 +404,19 @@ class broker:
         not among them.
         """
         queue, msg_files = self._work_files(queue, msg_files)
-        conf = self.get_settings(queue)
+        q = self._queue(queue)
         if _wants_cleaning(clean, skip_cleaning):
-            self._clean_before(queue)
-        work_dir = self._queue_dir(queue) + "/" + protocol.WORK_DIR
+            self._clean_before(q)
         acked = []
         for work in msg_files:
             if requeue:
-                done = self._settle(queue, work, requeue=True)
+                done = self._settle(q, work, requeue=True)
             else:
-                done = protocol.remove(work_dir, work, conf["fsync"])
+                done = protocol.remove(q.work_dir, work, q.settings["fsync"])
             if done:
                 acked.append(work)
             else:
-                self._check_queue_folder(queue)
+                self._check_queue_folder(q)
                 log.warning("Not acked: %s/%s is gone; its lease expired and another process "
                             "took it, so it will be delivered again", queue, work)
         return acked
@@ -426,25 +429,59 @@ class broker:
         same message arguments as :meth:`ack`; returns the names nacked.
         """
         queue, msg_files = self._work_files(queue, msg_files)
-        self.get_settings(queue)
+        q = self._queue(queue)
         if _wants_cleaning(clean, skip_cleaning):
-            self._clean_before(queue)
+            self._clean_before(q)
         nacked = []
         for work in msg_files:
-            if self._settle(queue, work, requeue):
+            if self._settle(q, work, requeue):
                 nacked.append(work)
             else:
-                self._check_queue_folder(queue)
+                self._check_queue_folder(q)
                 log.warning("Not nacked: %s/%s is gone; its lease expired and another process "
                             "took it", queue, work)
         return nacked
+
+    def touch(self, queue, msg_file=None, timeout=None):
+        """Renew the lease of a consumed message this process holds; return its new work name.
+
+        ``queue`` and ``msg_file`` name the message as for :meth:`ack`, or
+        ``queue`` is the consumed message object, whose ``filename`` then
+        follows the new name.  The new lease expires ``timeout`` seconds from
+        now: by default the message's own timeout (when a message object is
+        given) or the queue's ``message_timeout``.  The renewal is one rename
+        to a fresh lease, so if a cleaner or another process takes the
+        message at the same moment exactly one of the two wins; the loser
+        here gets :class:`~ddmq.errors.LeaseLostError` (a
+        MessageNotFoundError), and the message will be, or has been,
+        delivered again.
+        """
+        msg = queue if isinstance(queue, message) else None
+        queue, msg_files = self._work_files(queue, msg_file)
+        if len(msg_files) != 1:
+            raise InvalidInputError("touch renews one message at a time", "invalid")
+        _check_optional_seconds("timeout", timeout)
+        q = self._queue(queue)
+        if timeout is None:
+            own = msg.timeout if msg is not None else None
+            timeout = q.settings["message_timeout"] if own is None else own
+        new = protocol.take_over(q.dir, msg_files[0], self.clock() + timeout,
+                                 q.settings["fsync"])
+        if new is None:
+            self._check_queue_folder(q)
+            raise LeaseLostError("cannot renew the lease of {}/work/{}: it is gone (acked, or "
+                                 "its lease expired and another process took it)".format(
+                                     queue, msg_files[0]), "lost")
+        if msg is not None:
+            msg.filename = new
+        return new
 
     def requeue_message(self, path, msg=None):
         """Requeue the consumed message at ``path`` (a work-file path or message); return True."""
         queue, directory, name = self._resolve(msg if path is None else path)
         if directory != protocol.WORK_DIR:
             raise InvalidInputError("{} is not a consumed message".format(name), "invalid")
-        if not self._settle(queue, name, requeue=True):
+        if not self._settle(self._queue(queue), name, requeue=True):
             raise MessageNotFoundError("message {}/work/{} is gone".format(queue, name), "not_found")
         return True
 
@@ -455,42 +492,43 @@ class broker:
         queue's ``cleaned`` stamp) unless ``force``.  Returns True if it
         cleaned, False if it was too soon.
         """
-        conf = self.get_settings(names.check_queue_name(queue))
-        queue_dir = self._queue_dir(queue)
+        return self._clean(self._queue(queue), force)
+
+    def _clean(self, q, force=False):
+        conf = q.settings
         now = self.clock()
         if not force:
-            if now - self._last_cleaned.get(queue, 0) < CLEAN_INTERVAL:
+            if now - q.last_cleaned < CLEAN_INTERVAL:
                 return False
             # Another process may have cleaned since we last looked.
-            self._last_cleaned[queue] = max(self._last_cleaned.get(queue, 0),
-                                            settings.read_cleaned(queue_dir))
-            if now - self._last_cleaned[queue] < CLEAN_INTERVAL:
+            q.last_cleaned = max(q.last_cleaned, settings.read_cleaned(q.dir))
+            if now - q.last_cleaned < CLEAN_INTERVAL:
                 return False
-        self._last_cleaned[queue] = now
-        log.info("Cleaning queue %s", queue)
-        for work in _listdir(os.path.join(queue_dir, protocol.WORK_DIR)):
+        q.last_cleaned = now
+        log.info("Cleaning queue %s", q.name)
+        for work in _listdir(q.work_dir):
             parsed = names.parse_work_name(work)
             if parsed and parsed[0] + conf["clock_skew"] < now:
-                self._settle(queue, work, requeue=None)
-        protocol.remove_stale_temp_files(queue_dir, now - STALE_TEMP_AGE - conf["clock_skew"])
+                self._settle(q, work, requeue=None)
+        protocol.remove_stale_temp_files(q.dir, now - STALE_TEMP_AGE - conf["clock_skew"])
         try:
-            settings.write_cleaned(queue_dir, now)
+            settings.write_cleaned(q.dir, now)
         except OSError as exc:
-            raise protocol.storage_error(exc, "record the cleaning of", queue_dir) from None
+            raise protocol.storage_error(exc, "record the cleaning of", q.dir) from None
         return True
 
-    def _clean_before(self, queue):
+    def _clean_before(self, q):
         """Clean ``queue`` before another operation, which a failed cleaning must not block.
 
         On a full or read-only disk the "cleaned" stamp or a requeue cannot be
         written; the expired messages stay claimed and are cleaned later.
         """
-        if self.clock() - self._last_cleaned.get(queue, 0) < CLEAN_INTERVAL:
+        if self.clock() - q.last_cleaned < CLEAN_INTERVAL:
             return  # the common case: checked within the interval, nothing to do
         try:
-            self.clean(queue)
+            self._clean(q)
         except StorageError as exc:
-            log.warning("Could not clean queue %s: %s", queue, exc)
+            log.warning("Could not clean queue %s: %s", q.name, exc)
 
     def clean_all(self):
         """Clean every queue in the root."""
@@ -518,7 +556,7 @@ class broker:
         """Delete the message at ``path`` (a path or a message object); return True."""
         queue, directory, name = self._resolve(path)
         self._existing_queue_dir(queue)  # never create a queue just to find it empty
-        conf = self.get_settings(queue)
+        conf = self._queue(queue).settings
         if not protocol.remove(os.path.join(self.root, queue, directory), name, conf["fsync"]):
             raise MessageNotFoundError("no message {}/{}".format(queue, name), "not_found")
         return True
@@ -529,20 +567,19 @@ class broker:
 
     # Helpers
 
-    def _settle(self, queue, work, requeue):
-        """Take over the claimed message ``work`` and requeue or delete it.
+    def _settle(self, q, work, requeue):
+        """Take over the claimed message ``work`` of the Queue ``q`` and requeue or delete it.
 
         ``requeue`` True or False forces the choice; None follows the
         message's settings and its requeue limit.  Returns False if another
         process took the message first.
         """
-        conf = self.get_settings(queue)
-        queue_dir = self._queue_dir(queue)
-        owned = protocol.take_over(queue_dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
+        conf = q.settings
+        owned = protocol.take_over(q.dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
                                    conf["fsync"])
         if owned is None:
             return False
-        msg = self._read_owned(queue, owned)
+        msg = self._read_owned(q, owned)
         if msg is None:
             return True  # quarantined: nothing left to requeue
         if requeue is None:
@@ -550,39 +587,37 @@ class broker:
             requeue = ((msg.requeue if msg.requeue is not None else conf["requeue"])
                        and (limit is None or msg.requeue_counter < limit))
         if not requeue:
-            log.info("Deleting %s/%s (not requeued)", queue, work)
-            protocol.remove(os.path.join(queue_dir, protocol.WORK_DIR), owned, conf["fsync"])
+            log.info("Deleting %s/%s (not requeued)", q.name, work)
+            protocol.remove(q.work_dir, owned, conf["fsync"])
             return True
         msg.requeue_counter += 1
         msg.priority = msg.requeue_prio if msg.requeue_prio is not None else conf["requeue_prio"]
         msg.queue_number = names.new_queue_number()
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
-        msg.filename = "{}/{}".format(queue, ready)
-        log.info("Requeuing %s/%s as %s", queue, work, ready)
-        protocol.requeue(queue_dir, owned, ready, _encode(msg.to_dict()), conf["fsync"])
-        self._offer(queue, ready)
+        msg.filename = "{}/{}".format(q.name, ready)
+        log.info("Requeuing %s/%s as %s", q.name, work, ready)
+        protocol.requeue(q.dir, owned, ready, _encode(msg.to_dict()), conf["fsync"])
+        q.offer(ready)
         return True
 
-    def _read_owned(self, queue, work):
+    def _read_owned(self, q, work):
         """Read a message we own; quarantine it and return None if it is corrupt or gone."""
-        queue_dir = self._queue_dir(queue)
         try:
-            data = protocol.read_claimed(queue_dir, work)
+            data = protocol.read_claimed(q.dir, work)
         except FileNotFoundError:
             return None  # RACE: a stale-cache ack elsewhere removed it; it is settled
         msg = _decode(data)
         if msg is None:
-            where = protocol.quarantine(queue_dir, work, self.get_settings(queue)["fsync"])
-            log.warning("Message file %s/work/%s is corrupt; moved to %s", queue, work, where)
+            where = protocol.quarantine(q.dir, work, q.settings["fsync"])
+            log.warning("Message file %s/work/%s is corrupt; moved to %s", q.name, work, where)
             return None
-        msg.queue = queue
+        msg.queue = q.name
         return msg
 
-    def _check_queue_folder(self, queue):
-        """Raise QueueNotFoundError if the folder of ``queue`` (or the root) was removed."""
-        if not os.path.isdir(os.path.join(self._queue_dir(queue), protocol.WORK_DIR)):
-            raise QueueNotFoundError("queue folder {} disappeared".format(
-                self._queue_dir(queue)), "no_queue")
+    def _check_queue_folder(self, q):
+        """Raise QueueNotFoundError if the folder of the Queue ``q`` (or the root) was removed."""
+        if not os.path.isdir(q.work_dir):
+            raise QueueNotFoundError("queue folder {} disappeared".format(q.dir), "no_queue")
 
     def _work_files(self, queue, msg_files):
         """Return (queue, [work names]) from ack/nack arguments, validating every name first."""
@@ -630,17 +665,39 @@ class broker:
         raise InvalidInputError("{!r} is not a message file of a queue in {}".format(
             path, self.root), "invalid")
 
-    def _queue_dir(self, queue):
-        """Return the folder of ``queue``, checking the name (once per name)."""
+    def _path(self, queue):
+        """Return the folder of ``queue``, checking the name."""
+        return os.path.join(self.root, names.check_queue_name(queue))
+
+    def _queue(self, name):
+        """Return the Queue object of ``name`` with its settings merged (cached).
+
+        A missing queue is created if the broker was made with ``create=True``,
+        else QueueNotFoundError is raised.
+        """
         try:
-            return self._queue_dirs[queue]
+            q = self._queues[name]
         except (KeyError, TypeError):
-            path = os.path.join(self.root, names.check_queue_name(queue))
-            self._queue_dirs[queue] = path
-            return path
+            q = None
+        if q is not None and q.settings is not None:
+            return q
+        path = self._path(name)
+        if not self.check_dir(path):
+            if not self.create:
+                raise QueueNotFoundError("queue {!r} does not exist in {}".format(
+                    name, self.root), "no_queue")
+            self.create_queue(name)
+        merged = dict(self.global_settings,
+                      **self._read_config(os.path.join(path, settings.CONFIG_NAME)))
+        merged["cleaned"] = max(merged["cleaned"], settings.read_cleaned(path))
+        if q is None:
+            q = self._queues[name] = Queue(self.root, name, merged)
+        else:
+            q.reload(merged)
+        return q
 
     def _existing_queue_dir(self, queue):
-        queue_dir = self._queue_dir(queue)
+        queue_dir = self._path(queue)
         if not self.check_dir(queue_dir):
             raise QueueNotFoundError("queue {!r} does not exist in {}".format(queue, self.root),
                                      "no_queue")
@@ -648,7 +705,7 @@ class broker:
 
     def _config_path(self, queue):
         if queue:
-            return os.path.join(self._queue_dir(queue), settings.CONFIG_NAME)
+            return os.path.join(self._path(queue), settings.CONFIG_NAME)
         return os.path.join(self.root, settings.CONFIG_NAME)
 
     def _read_config(self, path):
@@ -666,18 +723,6 @@ class broker:
         except OSError as exc:
             raise protocol.storage_error(exc, "create", path) from None
 
-    def _scanner(self, queue, queue_dir):
-        scanner = self._scanners.get(queue)
-        if scanner is None:
-            scanner = self._scanners[queue] = ReadyScanner(queue_dir)
-        return scanner
-
-    def _offer(self, queue, ready):
-        """Tell this broker's consumer of ``queue`` about a message it just made ready."""
-        scanner = self._scanners.get(queue)
-        if scanner is not None:
-            scanner.add(ready)
-
     def _foreign_entries(self, queue_dir):
         known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,
                  protocol.QUARANTINE_DIR}
@@ -690,23 +735,30 @@ class broker:
                 yield protocol.WORK_DIR + "/" + name
 
     def _forget(self, queue):
-        self.queue_settings.pop(queue, None)
-        self._scanners.pop(queue, None)
-        self._last_cleaned.pop(queue, None)
+        self._queues.pop(queue, None)
 
 
-def _new_message(queue, text, priority, requeue, requeue_prio, timeout, requeue_counter,
-                 requeue_limit):
-    """Return a new message, its waiting file name and the bytes of its file."""
+def _check_options(options):
+    """Raise InvalidInputError if a per-message option of publish has a bad value."""
+    for key in ("priority", "requeue_prio", "requeue_limit", "requeue_counter"):
+        _check_optional_int(key, options[key])
+    _check_optional_seconds("timeout", options["timeout"])
+    if options["requeue"] is not None and not isinstance(options["requeue"], bool):
+        raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
+            options["requeue"]), "invalid")
+
+
+def _new_message(queue, text, options):
+    """Return a new message, its waiting file name and the bytes of its file.
+
+    ``options`` holds the per-message fields (priority, timeout, ...).
+    """
     msg_id = _new_id()
     number = names.new_queue_number()
-    ready = names.ready_name(priority, number, msg_id)
-    # In message.FIELDS order, as msg.to_dict() gives them for a requeue.
-    fields = {"queue": queue, "message": text, "timeout": timeout, "id": msg_id,
-              "priority": priority, "queue_number": number, "filename": queue + "/" + ready,
-              "requeue": requeue, "requeue_prio": requeue_prio,
-              "requeue_counter": requeue_counter, "requeue_limit": requeue_limit}
-    return message(**fields), ready, _encode(fields)
+    ready = names.ready_name(options["priority"], number, msg_id)
+    msg = message(queue=queue, message=text, id=msg_id, queue_number=number,
+                  filename=queue + "/" + ready, **options)
+    return msg, ready, _encode(msg.to_dict())
 
 
 # A version 4 uuid: random bits, with the version and variant bits set as uuid4() does.

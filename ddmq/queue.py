@@ -1,0 +1,46 @@
+"""One queue of a root: its folders, merged settings, scanner and cleaning state.
+
+A :class:`Queue` is what the broker keeps per queue name.  It owns the
+paths of the queue's folders (so no caller builds them its own way), the
+settings of the cascade merged for this queue, the scanner that picks the
+next waiting message, and the time this process last knew the queue to be
+cleaned.  It holds no file handles and changes nothing on disk itself:
+every move of a message file still goes through :mod:`ddmq.protocol`.
+"""
+
+from . import protocol
+from .scanner import ReadyScanner
+
+
+class Queue:
+    """The state one broker keeps about one queue (name checked by the caller)."""
+
+    def __init__(self, root, name, settings):
+        self.name = name
+        # Hot paths join "<dir>/<name>" (names never hold a separator).
+        self.dir = root + "/" + name
+        self.work_dir = self.dir + "/" + protocol.WORK_DIR
+        self.settings = settings
+        #: Epoch time this queue was last cleaned, as far as this process knows.
+        self.last_cleaned = settings["cleaned"]
+        self._scanner = None
+
+    def __repr__(self):
+        return "Queue({!r}, {!r})".format(self.name, self.dir)
+
+    @property
+    def scanner(self):
+        """The :class:`~ddmq.scanner.ReadyScanner` of this queue, made on first use."""
+        if self._scanner is None:
+            self._scanner = ReadyScanner(self.dir)
+        return self._scanner
+
+    def offer(self, ready):
+        """Tell this process's consumer about a message it just made ready (if it has one)."""
+        if self._scanner is not None:
+            self._scanner.add(ready)
+
+    def reload(self, settings):
+        """Take freshly merged ``settings``, keeping the scanner and the cleaning state."""
+        self.settings = settings
+        self.last_cleaned = max(self.last_cleaned, settings["cleaned"])
