@@ -12,6 +12,7 @@ __version__ = "1.0.0"
 from .errors import DdmqError  # noqa: E402
 from .message import message  # noqa: E402
 from .broker import broker  # noqa: E402
+from .wait import FOREVER  # noqa: E402
 
 
 def get_ddmq_bin_path():
@@ -26,4 +27,4 @@ def get_ddmq_bin_path():
     return sysconfig.get_path("scripts")
 
 
-__all__ = ["broker", "message", "DdmqError", "get_ddmq_bin_path", "__version__"]
+__all__ = ["broker", "message", "DdmqError", "FOREVER", "get_ddmq_bin_path", "__version__"]

@@ -41,3 +41,7 @@ class StorageError(DdmqError):
 
 class MessageNotFoundError(DdmqError):
     """The named message file does not exist, or no longer does ("not_found")."""
+
+
+class LeaseLostError(MessageNotFoundError):
+    """A consumed message's lease could not be renewed: another process took it ("lost")."""

@@ -26,6 +26,7 @@ DEFAULTS = {
     "fsync": False,           # fsync files and directories so a publish survives power loss
     "clock_skew": 0,          # seconds two hosts' clocks may differ: leases expire that much later
     "clock": "local",         # where "now" comes from: "local" or "filesystem" (see ddmq.clock)
+    "poll_interval": 1.0,     # longest pause (s) between two looks at an empty queue when waiting
 }
 
 CONFIG_NAME = "ddmq.yaml"
@@ -54,6 +55,7 @@ _CHECKS = {
     "fsync": (lambda v: isinstance(v, bool), "true or false"),
     "clock_skew": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
     "clock": (lambda v: v in ("local", "filesystem"), "local or filesystem"),
+    "poll_interval": (lambda v: _is_number(v) and 0 < v <= 3600, "a number of seconds > 0, at most 3600"),
 }
 
 
