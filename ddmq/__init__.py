@@ -16,15 +16,27 @@ from .wait import FOREVER  # noqa: E402
 
 
 def get_ddmq_bin_path():
-    """Return the folder where the ``ddmq`` command is installed."""
+    """Return the path of the ``ddmq`` executable (to add its folder to ``PATH``).
+
+    The script installed beside this Python (its ``scripts`` folder: the
+    virtual environment's ``bin/``, or the system's), else the one of a
+    ``pip install --user``, else the first ``ddmq`` on ``PATH``; if none
+    exists, the path where this Python installs it.
+    """
+    import os
     import shutil
     import sysconfig
 
-    found = shutil.which("ddmq")
-    if found:
-        import os
-        return os.path.dirname(found)
-    return sysconfig.get_path("scripts")
+    name = "ddmq.exe" if os.name == "nt" else "ddmq"
+    own = os.path.join(sysconfig.get_path("scripts"), name)
+    candidates = [own]
+    user_scheme = "{}_user".format(os.name)
+    if user_scheme in sysconfig.get_scheme_names():
+        candidates.append(os.path.join(sysconfig.get_path("scripts", user_scheme), name))
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return shutil.which(name) or own
 
 
 __all__ = ["broker", "message", "DdmqError", "FOREVER", "get_ddmq_bin_path", "__version__"]

@@ -130,8 +130,29 @@ def test_version_is_the_package_version(b):
     assert b.version().count(".") == 2
 
 
-def test_get_ddmq_bin_path_is_a_folder():
-    assert os.path.isdir(ddmq.get_ddmq_bin_path())
+def test_get_ddmq_bin_path_is_the_executable_beside_this_python():
+    import sysconfig
+
+    path = ddmq.get_ddmq_bin_path()
+    assert path == os.path.join(sysconfig.get_path("scripts"), "ddmq")
+    assert os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def test_get_ddmq_bin_path_falls_back_to_path_then_to_the_install_location(
+        tmp_path, monkeypatch):
+    import sysconfig
+
+    empty = tmp_path / "scripts"
+    empty.mkdir()
+    monkeypatch.setattr(sysconfig, "get_path", lambda *args, **kwargs: str(empty))
+    on_path = tmp_path / "elsewhere"
+    on_path.mkdir()
+    monkeypatch.setenv("PATH", str(on_path))
+    assert ddmq.get_ddmq_bin_path() == str(empty / "ddmq")   # nowhere: where it would go
+    script = on_path / "ddmq"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert ddmq.get_ddmq_bin_path() == str(script)
 
 
 # Folders and queues

@@ -40,5 +40,8 @@ def test_version_matches_the_package_metadata(tmp_path):
     assert version("ddmq") == ddmq.__version__ == b.version()
 
 
-def test_bin_path_holds_the_ddmq_command():
-    assert os.path.isfile(os.path.join(ddmq.get_ddmq_bin_path(), "ddmq"))
+def test_bin_path_is_the_ddmq_command_itself():
+    path = ddmq.get_ddmq_bin_path()
+    assert os.path.basename(path) == "ddmq"
+    result = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "ddmq version {}\n".format(ddmq.__version__))
