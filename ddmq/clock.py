@@ -15,6 +15,8 @@ the ``clock_skew`` setting.  A root's ``clock`` setting picks the clock:
   client's own clock, so this mode changes nothing there: use ``clock_skew``.
 """
 
+from __future__ import annotations
+
 import os
 import time
 
@@ -23,23 +25,27 @@ from .errors import StorageError
 PROBE_NAME = ".ddmq-clock"   # hidden: never a queue name or a message name
 PROBE_INTERVAL = 60.0        # seconds between two probes of the filesystem's clock
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
+
 
 class FilesystemClock:
     """Return the filesystem's idea of the current epoch time when called."""
 
-    def __init__(self, root, interval=PROBE_INTERVAL):
+    def __init__(self, root: str, interval: float = PROBE_INTERVAL) -> None:
         self.path = os.path.join(root, PROBE_NAME)
         self.interval = interval
         self._offset = 0.0
-        self._probed_at = None
+        self._probed_at: Optional[float] = None
 
-    def __call__(self):
+    def __call__(self) -> float:
         if self._probed_at is None or time.monotonic() - self._probed_at > self.interval:
             self._offset = self.probe()
             self._probed_at = time.monotonic()
         return time.time() + self._offset
 
-    def probe(self):
+    def probe(self) -> float:
         """Write the probe file; return its new timestamp minus the local time of the write."""
         try:
             before = time.time()

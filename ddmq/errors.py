@@ -6,16 +6,18 @@ did, so scripts can branch on the code and people can read the message.
 Races with other processes are expected and are never raised as errors.
 """
 
+from __future__ import annotations
+
 
 class DdmqError(Exception):
     """Base class of every ddmq error: ``DdmqError(message, error)``."""
 
-    def __init__(self, message, error="error"):
+    def __init__(self, message: str, error: str = "error") -> None:
         super().__init__(message)
         self.message = message
         self.error = error
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
 

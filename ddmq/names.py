@@ -17,6 +17,8 @@ Nothing else ddmq writes matches these patterns: temporary files and
 quarantined messages live in hidden folders (``.tmp/``, ``.quarantine/``).
 """
 
+from __future__ import annotations
+
 import re
 import time
 
@@ -32,8 +34,15 @@ _NONCE_LIMIT = 10 ** 9
 _LAST_SECOND = 10 ** SECONDS_DIGITS - 1   # the latest expiry a lease can hold (year 2286)
 _last_queue_number = 0
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
 
-def check_queue_name(queue):
+    #: The serving-order key of a waiting message: (priority, seconds, fraction, name).
+    ReadyKey = tuple[int, int, str, str]
+
+
+def check_queue_name(queue: object) -> str:
     """Return ``queue`` if it is a valid queue name, else raise InvalidInputError."""
     if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
         raise InvalidInputError(
@@ -42,7 +51,7 @@ def check_queue_name(queue):
     return queue
 
 
-def new_queue_number():
+def new_queue_number() -> str:
     """Return a fixed-width queue number, strictly greater than the last one of this process."""
     global _last_queue_number
     number = max(time.time_ns(), _last_queue_number + 1)
@@ -50,12 +59,12 @@ def new_queue_number():
     return "{:019d}".format(number)
 
 
-def ready_name(priority, queue_number, msg_id):
+def ready_name(priority: int, queue_number: str, msg_id: str) -> str:
     """Return the file name of a waiting message."""
     return "{}.{}.ddmq{}".format(priority, queue_number, msg_id)
 
 
-def ready_sort_key(name):
+def ready_sort_key(name: str) -> Optional[ReadyKey]:
     """Return the serving order key of a waiting message's name, or None if it is not one.
 
     Priority first, as a number; then the queue number's seconds as a number
@@ -71,7 +80,7 @@ def ready_sort_key(name):
     return (int(parts[0]), int(number[:SECONDS_DIGITS]), number[SECONDS_DIGITS:], name)
 
 
-def new_lease(expiry):
+def new_lease(expiry: float) -> str:
     """Return a lease for a claim that expires at epoch time ``expiry``."""
     # A lease holds 10 digits of seconds: a later expiry (a huge or infinite
     # timeout) would read back as a date in 2001, so it gets the last one.
@@ -81,12 +90,12 @@ def new_lease(expiry):
     return "{:010d}{:09d}".format(max(0, int(expiry)), random.randrange(_NONCE_LIMIT))
 
 
-def work_name(lease, ready):
+def work_name(lease: str, ready: str) -> str:
     """Return the name of a claimed message in ``work/``."""
     return "{}.{}".format(lease, ready)
 
 
-def parse_work_name(name):
+def parse_work_name(name: str) -> Optional[tuple[int, str]]:
     """Return ``(expiry_seconds, ready_name)`` of a claimed message's name, or None."""
     match = WORK_NAME.match(name)
     if not match:

@@ -32,6 +32,8 @@ never crosses into another priority).  A name skipped by every consumer, or
 passed over inside a run of taken ones, is tried at the next scan.
 """
 
+from __future__ import annotations
+
 import itertools
 import os
 import re
@@ -39,6 +41,12 @@ import time
 
 from .names import ready_sort_key
 from .protocol import retry_stale
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
+
+    from .names import ReadyKey
 
 SCAN_LIMIT = 50_000      # names kept from one scan: bounds memory on deep queues
 MIN_REFRESH = 1.0        # seconds: the refresh interval of ordinary queues
@@ -55,16 +63,16 @@ _CANONICAL = re.compile(r"(?:0|[1-9][0-9]*)\.[0-9]{19}\.ddmq[A-Za-z0-9]+\Z").mat
 class ReadyScanner:
     """The serving-order candidates of one queue folder, refreshed as documented above."""
 
-    def __init__(self, queue_dir):
+    def __init__(self, queue_dir: str) -> None:
         self.queue_dir = queue_dir
-        self._names = []         # the candidates, in serving order
-        self._last_key = None    # ready_sort_key() of the last candidate
+        self._names: list[str] = []               # the candidates, in serving order
+        self._last_key: Optional[ReadyKey] = None  # ready_sort_key() of the last candidate
         self._next = 0
         self._tried = 0          # candidates returned since the last lost race
-        self._scanned_at = None
+        self._scanned_at = 0.0   # time.monotonic() of the last scan (none yet: _names is empty)
         self._refresh_interval = MIN_REFRESH
 
-    def next_candidate(self):
+    def next_candidate(self) -> Optional[str]:
         """Return the next waiting name to try, or None if a fresh scan finds no message."""
         if (self._next >= len(self._names)
                 or time.monotonic() - self._scanned_at > self._refresh_interval):
@@ -76,7 +84,7 @@ class ReadyScanner:
         self._tried += 1
         return name
 
-    def lost(self):
+    def lost(self) -> None:
         """Note that the last candidate went to another consumer, and move on past its work."""
         beside, self._tried = self._tried > 1, 0
         if not beside:
@@ -92,7 +100,7 @@ class ReadyScanner:
 
             self._next = start + random.randrange(end - start)
 
-    def _skip_taken(self):
+    def _skip_taken(self) -> None:
         # Our candidates were taken while we were idle, most likely a run of
         # them by a consumer ahead of us: find the first that is still
         # waiting by galloping and bisecting with lstat (cheap lookups),
@@ -102,8 +110,8 @@ class ReadyScanner:
         names, low = self._names, self._next
         if low >= len(names) or self._waiting(names[low]):
             return
-        step, high = 1, None
-        while high is None:
+        step, high = 1, -1
+        while high < 0:
             probe = low + step
             if probe >= len(names):
                 high = len(names)
@@ -119,10 +127,10 @@ class ReadyScanner:
                 low = middle
         self._next = high
 
-    def _waiting(self, name):
+    def _waiting(self, name: str) -> bool:
         return os.path.lexists(self.queue_dir + "/" + name)
 
-    def add(self, name):
+    def add(self, name: str) -> None:
         """Make the waiting ``name``, just written by this process, a candidate in serving order."""
         # Our own publishes and requeues need no rescan to be seen: a nacked
         # message requeued at priority 0 is served next by this same broker.
@@ -130,37 +138,38 @@ class ReadyScanner:
         # did not keep (SCAN_LIMIT): it is left to the next scan.
         key = ready_sort_key(name)
         names = self._names
-        if key is None or self._next >= len(names) or key > self._last_key:
+        last = self._last_key
+        if key is None or last is None or self._next >= len(names) or key > last:
             return
         low, high = self._next, len(names)
         while low < high:
             middle = (low + high) // 2
-            if ready_sort_key(names[middle]) < key:
+            if _sort_key(names[middle]) < key:
                 low = middle + 1
             else:
                 high = middle
         names.insert(low, name)
 
-    def scan(self):
+    def scan(self) -> None:
         """List the queue folder and keep the best :data:`SCAN_LIMIT` names in serving order."""
         started = time.monotonic()
         # RACE: on a network filesystem a folder can answer ESTALE for a
         # moment (another client replaced an entry); a fresh lookup works.
         self._names = retry_stale(best_ready_names, self.queue_dir, SCAN_LIMIT)
-        self._last_key = ready_sort_key(self._names[-1]) if self._names else None
+        self._last_key = _sort_key(self._names[-1]) if self._names else None
         self._next = 0
         self._scanned_at = time.monotonic()
         self._refresh_interval = max(MIN_REFRESH, REFRESH_FACTOR * (self._scanned_at - started))
 
 
-def best_ready_names(queue_dir, limit):
+def best_ready_names(queue_dir: str, limit: int) -> list[str]:
     """Return the first ``limit`` waiting names in ``queue_dir``, in serving order.
 
     Memory stays bounded: whenever ``2 * limit`` names are held, only the
     best ``limit`` are kept.
     """
-    by_width = {}    # canonical names, by the width of their priority
-    others = []      # ready_sort_key() of the other waiting names (legacy)
+    by_width: dict[int, list[str]] = {}   # canonical names, by the width of their priority
+    others: list[ReadyKey] = []           # ready_sort_key() of the other waiting names (legacy)
     held = 0
     with os.scandir(queue_dir) as entries:
         for entry in entries:
@@ -187,12 +196,12 @@ def best_ready_names(queue_dir, limit):
     canonical = _best_canonical(by_width, limit)
     if not others:
         return canonical
-    keys = sorted(others + [ready_sort_key(name) for name in canonical])
+    keys = sorted(others + [_sort_key(name) for name in canonical])
     return [key[-1] for key in keys[:limit]]
 
 
-def _best_canonical(by_width, limit):
-    best = []
+def _best_canonical(by_width: dict[int, list[str]], limit: int) -> list[str]:
+    best: list[str] = []
     for width in sorted(by_width):
         names = by_width[width]
         names.sort()
@@ -202,9 +211,16 @@ def _best_canonical(by_width, limit):
     return best
 
 
-def _width(name):
+def _width(name: str) -> int:
     return name.index(".")
 
 
-def _priority(name):
+def _priority(name: str) -> int:
     return int(name[:name.index(".")])
+
+
+def _sort_key(name: str) -> ReadyKey:
+    """Return the ready_sort_key() of ``name``, known to be a waiting message's name."""
+    key = ready_sort_key(name)
+    assert key is not None
+    return key

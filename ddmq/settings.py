@@ -8,6 +8,8 @@ only, and every known key is type-checked, so a malformed or hostile file is
 a :class:`~ddmq.errors.ConfigError` that names the file.
 """
 
+from __future__ import annotations
+
 import numbers
 import os
 import re
@@ -15,8 +17,15 @@ import re
 from .errors import ConfigError
 from .protocol import retry_stale
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Any, Callable, Optional
+
+    #: Settings as read from a ddmq.yaml or merged: YAML scalars by key.
+    Settings = dict[str, Any]
+
 #: The defaults at the bottom of the cascade, with the meaning of each key.
-DEFAULTS = {
+DEFAULTS: Settings = {
     "cleaned": 0,             # epoch time the queue was last cleaned
     "message_timeout": 600,   # seconds a consumed message may stay unacked before it expires
     "priority": 999,          # priority of published messages; lower number = served first
@@ -36,16 +45,16 @@ CONFIG_NAME = "ddmq.yaml"
 CLEANED_NAME = ".ddmq.yaml.cleaned"
 
 
-def _is_int(value):
+def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value):
+def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 # One check per key, with what the error message says the value must be.
-_CHECKS = {
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cleaned": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "message_timeout": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
     "priority": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
@@ -59,7 +68,7 @@ _CHECKS = {
 }
 
 
-def check(settings, source):
+def check(settings: Settings, source: str) -> None:
     """Raise ConfigError if a known key in ``settings`` has a value of the wrong type."""
     for key, value in settings.items():
         if key in _CHECKS:
@@ -74,12 +83,13 @@ def check(settings, source):
 # an interpreter's start-up, on every CLI command; any other file goes
 # through yaml.safe_load, which gives the same result for these lines.
 _FLAT_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(?: +(0|[1-9][0-9]*|true|false|null))? *\Z")
-_FLAT_WORDS = {"true": True, "false": False, "null": None, None: None}
+_FLAT_WORDS: dict[Optional[str], Optional[bool]] = {
+    "true": True, "false": False, "null": None, None: None}
 
 
-def _parse_flat(text):
+def _parse_flat(text: str) -> Optional[Settings]:
     """Return the settings in ``text`` if every line is flat or a comment, else None."""
-    data = {}
+    data: Settings = {}
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -91,7 +101,7 @@ def _parse_flat(text):
     return data
 
 
-def _dump_flat(settings):
+def _dump_flat(settings: Settings) -> Optional[str]:
     """Return ``settings`` as flat YAML lines, or None if a value needs PyYAML."""
     lines = []
     for key in sorted(settings):
@@ -107,7 +117,7 @@ def _dump_flat(settings):
     return "".join(lines)
 
 
-def read(path):
+def read(path: str) -> Settings:
     """Return the settings in the YAML file at ``path`` (an empty file gives ``{}``)."""
     try:
         raw = retry_stale(_read_bytes, path)
@@ -115,6 +125,7 @@ def read(path):
         raise
     except OSError as exc:
         raise ConfigError("cannot read {}: {}".format(path, exc.strerror or exc), "config") from None
+    data: object
     try:
         data = _parse_flat(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -130,12 +141,12 @@ def read(path):
     return data
 
 
-def _read_bytes(path):
+def _read_bytes(path: str) -> bytes:
     with open(path, "rb") as handle:
         return handle.read()
 
 
-def _safe_load(raw, path):
+def _safe_load(raw: bytes, path: str) -> object:
     import yaml
 
     try:
@@ -145,7 +156,7 @@ def _safe_load(raw, path):
         raise ConfigError("{} is not valid YAML: {}".format(path, reason), "config") from None
 
 
-def write(path, settings):
+def write(path: str, settings: Settings) -> None:
     """Replace the YAML file at ``path`` atomically, so readers see the old or the new file."""
     check(settings, path)
     text = _dump_flat(settings)
@@ -156,7 +167,7 @@ def write(path, settings):
     _replace(path, text)
 
 
-def read_cleaned(queue_dir):
+def read_cleaned(queue_dir: str) -> int:
     """Return when the queue was last cleaned (epoch seconds), 0 if its stamp is unreadable."""
     try:
         with open(os.path.join(queue_dir, CLEANED_NAME), "rb") as handle:
@@ -165,12 +176,12 @@ def read_cleaned(queue_dir):
         return 0  # at worst the queue is cleaned again, which is always safe
 
 
-def write_cleaned(queue_dir, when):
+def write_cleaned(queue_dir: str, when: float) -> None:
     """Record that the queue was cleaned at epoch time ``when``."""
     _replace(os.path.join(queue_dir, CLEANED_NAME), "{}\n".format(int(when)))
 
 
-def _replace(path, text):
+def _replace(path: str, text: str) -> None:
     # A hidden, unique temporary name: never mistaken for a message or a config.
     temp = os.path.join(os.path.dirname(path), ".{}.{}.tmp".format(CONFIG_NAME, os.urandom(8).hex()))
     try:

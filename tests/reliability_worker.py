@@ -261,7 +261,7 @@ class Fleet:
                 except Exception:
                     proc.kill()
                     proc.wait()
-                    raise AssertionError("worker {} did not finish in time".format(name))
+                    raise AssertionError("worker {} did not finish in time".format(name)) from None
 
     def crashes(self):
         """Return the stderr of every worker that exited unsuccessfully without being killed."""
@@ -354,7 +354,7 @@ def reconcile(logs):
     """
     all_deliveries = [d for ds in logs.deliveries.values() for d in ds]
     duplicates = unexplained = 0
-    for key, ds in logs.deliveries.items():
+    for ds in logs.deliveries.values():
         if len(ds) > 1:
             duplicates += len(ds) - 1
             if sum(d.finished and d.acked for d in ds) > 1 or sum(d.finished for d in ds) > 1:

@@ -319,7 +319,7 @@ def test_root_removed_while_a_consumer_runs(tmp_path):
     actions = {"consume": lambda: b.consume("q"), "publish": lambda: b.publish("q", "late"),
                "ack": lambda: b.ack(held), "nack": lambda: b.nack(held),
                "clean": lambda: b.clean("q", force=True)}
-    for name, action in actions.items():
+    for action in actions.values():
         with pytest.raises(ddmq.DdmqError):
             action()
     assert not os.path.exists(root), "a removed root must not be brought back"
