@@ -19,7 +19,7 @@ import stat
 import sys
 import time
 
-from . import __version__, names, protocol, settings
+from . import __version__, names, protocol, settings, settle
 from .errors import (ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, QueueNotFoundError, RootError, StorageError)
 from .clock import FilesystemClock
@@ -582,16 +582,13 @@ class broker:
         msg = self._read_owned(q, owned)
         if msg is None:
             return True  # quarantined: nothing left to requeue
-        if requeue is None:
-            limit = msg.requeue_limit if msg.requeue_limit is not None else conf["requeue_limit"]
-            requeue = ((msg.requeue if msg.requeue is not None else conf["requeue"])
-                       and (limit is None or msg.requeue_counter < limit))
-        if not requeue:
+        decision = settle.decide(msg, conf, requeue)
+        if decision.action == settle.DROP:
             log.info("Deleting %s/%s (not requeued)", q.name, work)
             protocol.remove(q.work_dir, owned, conf["fsync"])
             return True
         msg.requeue_counter += 1
-        msg.priority = msg.requeue_prio if msg.requeue_prio is not None else conf["requeue_prio"]
+        msg.priority = decision.priority
         msg.queue_number = names.new_queue_number()
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
         msg.filename = "{}/{}".format(q.name, ready)
