@@ -19,7 +19,7 @@ import stat
 import sys
 import time
 
-from . import __version__, names, protocol, settings, settle
+from . import __version__, history, names, protocol, settings, settle
 from .errors import (ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, QueueNotFoundError, RootError, StorageError)
 from .clock import FilesystemClock
@@ -315,7 +315,8 @@ class broker:
         fsync = q.settings["fsync"]
         published = []
         for text in texts:
-            msg, ready, data = _new_message(queue, "" if text is None else text, options)
+            msg, ready, data = _new_message(queue, "" if text is None else text, options,
+                                            self.clock())
             protocol.publish(q.dir, ready, data, fsync)
             q.offer(ready)
             published.append(msg)
@@ -349,6 +350,10 @@ class broker:
                 return self._claim(q, n)
 
             consumed = waiting.wait_for(attempt, wait, q.dir, q.settings["poll_interval"])
+        if consumed:
+            now = self.clock()
+            for msg in consumed:
+                history.delivered(msg, now)  # in memory only: a claim writes no file
         log.debug("Consumed %d message(s) from %s", len(consumed), queue)
         if n == 1:
             return consumed[0] if consumed else None
@@ -421,20 +426,27 @@ class broker:
                             "took it, so it will be delivered again", queue, work)
         return acked
 
-    def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None):
+    def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None,
+             reason=None):
         """Negatively acknowledge consumed messages: requeue or delete them.
 
         ``requeue`` True forces a requeue, False a delete; None follows the
         message's and the queue's ``requeue`` and ``requeue_limit``.  Takes the
         same message arguments as :meth:`ack`; returns the names nacked.
+        ``reason`` (text, cut to 4096 characters) is recorded in each
+        message as its ``last_nack_reason``.
         """
+        try:
+            reason = history.check_reason(reason)
+        except TypeError as exc:
+            raise InvalidInputError(str(exc), "invalid") from None
         queue, msg_files = self._work_files(queue, msg_files)
         q = self._queue(queue)
         if _wants_cleaning(clean, skip_cleaning):
             self._clean_before(q)
         nacked = []
         for work in msg_files:
-            if self._settle(q, work, requeue):
+            if self._settle(q, work, requeue, reason):
                 nacked.append(work)
             else:
                 self._check_queue_folder(q)
@@ -509,7 +521,7 @@ class broker:
         for work in _listdir(q.work_dir):
             parsed = names.parse_work_name(work)
             if parsed and parsed[0] + conf["clock_skew"] < now:
-                self._settle(q, work, requeue=None)
+                self._settle(q, work, requeue=None, reason=history.EXPIRED)
         protocol.remove_stale_temp_files(q.dir, now - STALE_TEMP_AGE - conf["clock_skew"])
         try:
             settings.write_cleaned(q.dir, now)
@@ -567,12 +579,13 @@ class broker:
 
     # Helpers
 
-    def _settle(self, q, work, requeue):
-        """Take over the claimed message ``work`` of the Queue ``q`` and requeue or delete it.
+    def _settle(self, q, work, requeue, reason=None):
+        """Take over the claimed message ``work`` of the Queue ``q`` and settle it.
 
         ``requeue`` True or False forces the choice; None follows the
-        message's settings and its requeue limit.  Returns False if another
-        process took the message first.
+        message's settings and its requeue limit (see :mod:`ddmq.settle`).
+        ``reason`` is recorded as the message's ``last_nack_reason``.
+        Returns False if another process took the message first.
         """
         conf = q.settings
         owned = protocol.take_over(q.dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
@@ -582,6 +595,8 @@ class broker:
         msg = self._read_owned(q, owned)
         if msg is None:
             return True  # quarantined: nothing left to requeue
+        timeout = msg.timeout if msg.timeout is not None else conf["message_timeout"]
+        history.ended(msg, names.parse_work_name(work)[0], timeout, self.clock(), reason)
         decision = settle.decide(msg, conf, requeue)
         if decision.action == settle.DROP:
             log.info("Deleting %s/%s (not requeued)", q.name, work)
@@ -745,16 +760,17 @@ def _check_options(options):
             options["requeue"]), "invalid")
 
 
-def _new_message(queue, text, options):
+def _new_message(queue, text, options, now):
     """Return a new message, its waiting file name and the bytes of its file.
 
-    ``options`` holds the per-message fields (priority, timeout, ...).
+    ``options`` holds the per-message fields (priority, timeout, ...);
+    ``now`` is the time of publication.
     """
     msg_id = _new_id()
     number = names.new_queue_number()
     ready = names.ready_name(options["priority"], number, msg_id)
     msg = message(queue=queue, message=text, id=msg_id, queue_number=number,
-                  filename=queue + "/" + ready, **options)
+                  filename=queue + "/" + ready, published_at=now, delivery_count=0, **options)
     return msg, ready, _encode(msg.to_dict())
 
 
@@ -798,7 +814,24 @@ def _decode(data):
                                          and not isinstance(msg.timeout, bool)
                                          and msg.timeout >= 0))):
         return None
+    # History fields: absent (None) in older files; checked only when present.
+    if msg.delivery_count is not None and not (_is_int(msg.delivery_count)
+                                               and msg.delivery_count >= 0):
+        return None
+    for when in (msg.published_at, msg.first_delivered_at, msg.last_delivered_at):
+        if when is not None and not _is_time(when):
+            return None
+    if msg.last_nack_reason is not None and type(msg.last_nack_reason) is not str:
+        return None
     return msg
+
+
+_INFINITY = float("inf")
+
+
+def _is_time(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and 0 <= value < _INFINITY)
 
 
 def _is_kind(path, test):

@@ -82,7 +82,9 @@ EPILOG = "exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume"
 
 #: The order in which a message's fields are shown: what a reader needs first.
 MESSAGE_FIELDS = ("message", "id", "filename", "queue", "priority", "queue_number", "timeout",
-                  "requeue", "requeue_prio", "requeue_counter", "requeue_limit")
+                  "requeue", "requeue_prio", "requeue_counter", "requeue_limit",
+                  "published_at", "delivery_count", "first_delivered_at", "last_delivered_at",
+                  "last_nack_reason")
 
 
 class UsageError(Exception):
@@ -266,6 +268,9 @@ def _build_settle(verb, requeue_help):
                    help="comma-separated file names of the consumed messages to {} (the "
                         "filename that consume printed)".format(verb))
         parser.add("-r", "--requeue", action="store_true", help=requeue_help)
+        if verb == "nack":
+            parser.add("--reason", metavar="TEXT",
+                       help="why the messages failed, kept in each as its last_nack_reason")
         _add_skip_cleaning(parser, verb)
         _add_common(parser, None)
     return build
@@ -384,9 +389,11 @@ def consume(args):
 def _settle(args, verb):
     """Run ack or nack (``verb``) on the named files; report each one that is gone."""
     b = _open_broker(args)
-    method = b.ack if verb == "ack" else b.nack
-    done = method(args.queue, args.msg_files, requeue=True if args.requeue else None,
-                  skip_cleaning=args.skip_cleaning)
+    options = dict(requeue=True if args.requeue else None, skip_cleaning=args.skip_cleaning)
+    if verb == "ack":
+        done = b.ack(args.queue, args.msg_files, **options)
+    else:
+        done = b.nack(args.queue, args.msg_files, reason=args.reason, **options)
     lost = [name for name in args.msg_files if name not in done]
     for name in lost:
         sys.stderr.write("ddmq {}: error: consumed message {} of queue {!r} is gone: already "
