@@ -167,6 +167,9 @@ class broker:
         if not isinstance(package, dict) or not all(isinstance(key, str) for key in package):
             raise InvalidInputError("package must be a dict of settings with names as keys",
                                     "invalid")
+        if queue and package.get("dead_letter") == queue:
+            raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(queue),
+                                    "invalid")
         path = self._config_path(queue)
         current = self._read_config(path)
         current.update(package)
@@ -267,23 +270,25 @@ class broker:
 
     def publish(self, queue, msg_text=None, priority=None, clean=True, requeue=None,
                 requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                skip_cleaning=None, message=None):
+                skip_cleaning=None, message=None, dead_letter=None):
         """Publish a message to ``queue`` and return a copy of it.
 
         ``priority`` defaults to the queue's setting; ``requeue``,
         ``requeue_prio``, ``timeout`` and ``requeue_limit`` left as None follow
         the queue's settings when the message is nacked or expires.
         ``message`` is accepted as another name for ``msg_text``.
+        ``dead_letter`` is the message's own dead-letter queue (default: the
+        queue's ``dead_letter`` setting).
         """
         text = msg_text if msg_text is not None else message
         return self._publish(queue, [text], _wants_cleaning(clean, skip_cleaning),
                              priority=priority, requeue=requeue, requeue_prio=requeue_prio,
                              timeout=timeout, requeue_counter=requeue_counter,
-                             requeue_limit=requeue_limit)[0]
+                             requeue_limit=requeue_limit, dead_letter=dead_letter)[0]
 
     def publish_many(self, queue, texts, priority=None, clean=True, requeue=None,
                      requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                     skip_cleaning=None):
+                     skip_cleaning=None, dead_letter=None):
         """Publish every text of the iterable ``texts`` to ``queue``, in order; return the messages.
 
         Takes the options of :meth:`publish`, which apply to every message;
@@ -298,7 +303,7 @@ class broker:
         return self._publish(queue, list(texts), _wants_cleaning(clean, skip_cleaning),
                              priority=priority, requeue=requeue, requeue_prio=requeue_prio,
                              timeout=timeout, requeue_counter=requeue_counter,
-                             requeue_limit=requeue_limit)
+                             requeue_limit=requeue_limit, dead_letter=dead_letter)
 
     def _publish(self, queue, texts, clean, **options):
         """Check the per-message ``options`` once, then publish each of ``texts``.
@@ -309,7 +314,7 @@ class broker:
         q = self._queue(queue)
         if options["priority"] is None:
             options["priority"] = q.settings["priority"]
-        _check_options(options)
+        _check_options(queue, options)
         if clean:
             self._clean_before(q)
         fsync = q.settings["fsync"]
@@ -597,7 +602,10 @@ class broker:
             return True  # quarantined: nothing left to requeue
         timeout = msg.timeout if msg.timeout is not None else conf["message_timeout"]
         history.ended(msg, names.parse_work_name(work)[0], timeout, self.clock(), reason)
-        decision = settle.decide(msg, conf, requeue)
+        decision = settle.decide(msg, conf, requeue, q.name)
+        if decision.action == settle.DEAD_LETTER:
+            self._dead_letter(q, owned, msg, decision)
+            return True
         if decision.action == settle.DROP:
             log.info("Deleting %s/%s (not requeued)", q.name, work)
             protocol.remove(q.work_dir, owned, conf["fsync"])
@@ -611,6 +619,50 @@ class broker:
         protocol.requeue(q.dir, owned, ready, _encode(msg.to_dict()), conf["fsync"])
         q.offer(ready)
         return True
+
+    def _dead_letter(self, q, owned, msg, decision):
+        """Move the owned message ``msg`` (claimed as ``owned``) to its dead-letter queue."""
+        target = self._dead_letter_queue(decision.queue)
+        # Its current ready name, not a fresh one: if a crash between the
+        # two steps of the move makes another process move it again, the
+        # second copy replaces the first instead of adding a duplicate.
+        ready = names.parse_work_name(owned)[1]
+        msg.dead_lettered_from, msg.dead_lettered_at = q.name, self.clock()
+        msg.dead_lettered_reason = decision.reason
+        msg.queue, msg.filename = target.name, target.name + "/" + ready
+        log.info("Dead-lettering %s/%s to %s (%s)", q.name, owned, target.name, decision.reason)
+        protocol.move(q.dir, owned, target.dir, ready, _encode(msg.to_dict()),
+                      q.settings["fsync"] or target.settings["fsync"])
+        target.offer(ready)
+
+    @staticmethod
+    def _encode_message(msg):
+        """Return the bytes of the message file of ``msg``."""
+        return _encode(msg.to_dict())
+
+    def _dead_letter_queue(self, name):
+        """Return the Queue of the dead-letter queue ``name``, created if missing."""
+        try:
+            return self._queue(name)
+        except QueueNotFoundError:
+            self.create_queue(name)  # the setting asks for it: never lose a message for want of it
+            return self._queue(name)
+
+    def redrive(self, dead_queue, to=None, n=None):
+        """Send the waiting messages of ``dead_queue`` back to where they came from; return them.
+
+        Each goes to the queue it was dead-lettered from (or to ``to``),
+        with its ``requeue_counter`` reset to 0; at most ``n`` messages
+        (default: those waiting when the call starts).  Each move is a
+        claim followed by a publish into the target and the removal of the
+        claim, so concurrent consumers of the dead-letter queue never get a
+        message that is redriven, and a crash leaves a copy in both queues,
+        never in neither.  A message with no known source (and no ``to``)
+        stays in ``dead_queue``.  See :mod:`ddmq.redrive`.
+        """
+        from . import redrive  # not at the top: start-up time of plain commands
+
+        return redrive.redrive(self, dead_queue, to, n)
 
     def _read_owned(self, q, work):
         """Read a message we own; quarantine it and return None if it is corrupt or gone."""
@@ -750,11 +802,17 @@ class broker:
         self._queues.pop(queue, None)
 
 
-def _check_options(options):
+def _check_options(queue, options):
     """Raise InvalidInputError if a per-message option of publish has a bad value."""
     for key in ("priority", "requeue_prio", "requeue_limit", "requeue_counter"):
-        _check_optional_int(key, options[key])
+            _check_optional_int(key, options[key])
     _check_optional_seconds("timeout", options["timeout"])
+    dead_letter = options.get("dead_letter")
+    if dead_letter is not None:
+        names.check_queue_name(dead_letter)
+        if dead_letter == queue:
+            raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(queue),
+                                    "invalid")
     if options["requeue"] is not None and not isinstance(options["requeue"], bool):
         raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
             options["requeue"]), "invalid")
@@ -822,6 +880,13 @@ def _decode(data):
         if when is not None and not _is_time(when):
             return None
     if msg.last_nack_reason is not None and type(msg.last_nack_reason) is not str:
+        return None
+    # Dead-letter fields: a requeue or redrive builds a folder path from them.
+    for queue in (msg.dead_letter, msg.dead_lettered_from):
+        if queue is not None and not (type(queue) is str and names.QUEUE_NAME.match(queue)):
+            return None
+    if (msg.dead_lettered_at is not None and not _is_time(msg.dead_lettered_at)) or (
+            msg.dead_lettered_reason is not None and type(msg.dead_lettered_reason) is not str):
         return None
     return msg
 

@@ -39,22 +39,29 @@ class Decision:
             getattr(self, key) == getattr(other, key) for key in self.__slots__)
 
 
-def decide(msg, conf, forced=None):
-    """Return the :class:`Decision` for the owned, not acked message ``msg``.
+def decide(msg, conf, forced=None, queue=None):
+    """Return the :class:`Decision` for the owned, not acked message ``msg`` of ``queue``.
 
     ``conf`` is the queue's merged settings.  ``forced`` True requeues
     whatever the settings say, False gives the message up; None requeues
     if the message's ``requeue`` (or the queue's) is true and its
     ``requeue_counter`` is below its ``requeue_limit`` (or the queue's;
-    none means no limit).
+    none means no limit).  A message given up on goes to its
+    ``dead_letter`` queue (or the queue's), unless that is ``queue``
+    itself (a root-wide setting also reaches the dead-letter queue), else
+    it is dropped.
     """
+    limit = msg.requeue_limit if msg.requeue_limit is not None else conf["requeue_limit"]
     if forced is None:
-        limit = msg.requeue_limit if msg.requeue_limit is not None else conf["requeue_limit"]
-        requeue = ((msg.requeue if msg.requeue is not None else conf["requeue"])
-                   and (limit is None or msg.requeue_counter < limit))
+        wanted = msg.requeue if msg.requeue is not None else conf["requeue"]
+        requeue = wanted and (limit is None or msg.requeue_counter < limit)
+        why = "requeue limit {} reached".format(limit) if wanted else "requeue is off"
     else:
-        requeue = forced
+        requeue, why = forced, "nacked without requeue"
     if requeue:
         priority = msg.requeue_prio if msg.requeue_prio is not None else conf["requeue_prio"]
         return Decision(REQUEUE, priority=priority)
+    target = msg.dead_letter if msg.dead_letter is not None else conf.get("dead_letter")
+    if target is not None and target != queue:
+        return Decision(DEAD_LETTER, queue=target, reason=why)
     return Decision(DROP)
