@@ -19,7 +19,7 @@ import stat
 import sys
 import time
 
-from . import __version__, names, protocol, settings
+from . import __version__, history, names, protocol, settings, settle
 from .errors import (ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, QueueNotFoundError, RootError, StorageError)
 from .clock import FilesystemClock
@@ -167,6 +167,9 @@ class broker:
         if not isinstance(package, dict) or not all(isinstance(key, str) for key in package):
             raise InvalidInputError("package must be a dict of settings with names as keys",
                                     "invalid")
+        if queue and package.get("dead_letter") == queue:
+            raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(queue),
+                                    "invalid")
         path = self._config_path(queue)
         current = self._read_config(path)
         current.update(package)
@@ -267,23 +270,25 @@ class broker:
 
     def publish(self, queue, msg_text=None, priority=None, clean=True, requeue=None,
                 requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                skip_cleaning=None, message=None):
+                skip_cleaning=None, message=None, dead_letter=None):
         """Publish a message to ``queue`` and return a copy of it.
 
         ``priority`` defaults to the queue's setting; ``requeue``,
         ``requeue_prio``, ``timeout`` and ``requeue_limit`` left as None follow
         the queue's settings when the message is nacked or expires.
         ``message`` is accepted as another name for ``msg_text``.
+        ``dead_letter`` is the message's own dead-letter queue (default: the
+        queue's ``dead_letter`` setting).
         """
         text = msg_text if msg_text is not None else message
         return self._publish(queue, [text], _wants_cleaning(clean, skip_cleaning),
                              priority=priority, requeue=requeue, requeue_prio=requeue_prio,
                              timeout=timeout, requeue_counter=requeue_counter,
-                             requeue_limit=requeue_limit)[0]
+                             requeue_limit=requeue_limit, dead_letter=dead_letter)[0]
 
     def publish_many(self, queue, texts, priority=None, clean=True, requeue=None,
                      requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                     skip_cleaning=None):
+                     skip_cleaning=None, dead_letter=None):
         """Publish every text of the iterable ``texts`` to ``queue``, in order; return the messages.
 
         Takes the options of :meth:`publish`, which apply to every message;
@@ -298,7 +303,7 @@ class broker:
         return self._publish(queue, list(texts), _wants_cleaning(clean, skip_cleaning),
                              priority=priority, requeue=requeue, requeue_prio=requeue_prio,
                              timeout=timeout, requeue_counter=requeue_counter,
-                             requeue_limit=requeue_limit)
+                             requeue_limit=requeue_limit, dead_letter=dead_letter)
 
     def _publish(self, queue, texts, clean, **options):
         """Check the per-message ``options`` once, then publish each of ``texts``.
@@ -309,13 +314,14 @@ class broker:
         q = self._queue(queue)
         if options["priority"] is None:
             options["priority"] = q.settings["priority"]
-        _check_options(options)
+        _check_options(queue, options)
         if clean:
             self._clean_before(q)
         fsync = q.settings["fsync"]
         published = []
         for text in texts:
-            msg, ready, data = _new_message(queue, "" if text is None else text, options)
+            msg, ready, data = _new_message(queue, "" if text is None else text, options,
+                                            self.clock())
             protocol.publish(q.dir, ready, data, fsync)
             q.offer(ready)
             published.append(msg)
@@ -349,6 +355,10 @@ class broker:
                 return self._claim(q, n)
 
             consumed = waiting.wait_for(attempt, wait, q.dir, q.settings["poll_interval"])
+        if consumed:
+            now = self.clock()
+            for msg in consumed:
+                history.delivered(msg, now)  # in memory only: a claim writes no file
         log.debug("Consumed %d message(s) from %s", len(consumed), queue)
         if n == 1:
             return consumed[0] if consumed else None
@@ -421,20 +431,27 @@ class broker:
                             "took it, so it will be delivered again", queue, work)
         return acked
 
-    def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None):
+    def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None,
+             reason=None):
         """Negatively acknowledge consumed messages: requeue or delete them.
 
         ``requeue`` True forces a requeue, False a delete; None follows the
         message's and the queue's ``requeue`` and ``requeue_limit``.  Takes the
         same message arguments as :meth:`ack`; returns the names nacked.
+        ``reason`` (text, cut to 4096 characters) is recorded in each
+        message as its ``last_nack_reason``.
         """
+        try:
+            reason = history.check_reason(reason)
+        except TypeError as exc:
+            raise InvalidInputError(str(exc), "invalid") from None
         queue, msg_files = self._work_files(queue, msg_files)
         q = self._queue(queue)
         if _wants_cleaning(clean, skip_cleaning):
             self._clean_before(q)
         nacked = []
         for work in msg_files:
-            if self._settle(q, work, requeue):
+            if self._settle(q, work, requeue, reason):
                 nacked.append(work)
             else:
                 self._check_queue_folder(q)
@@ -509,7 +526,7 @@ class broker:
         for work in _listdir(q.work_dir):
             parsed = names.parse_work_name(work)
             if parsed and parsed[0] + conf["clock_skew"] < now:
-                self._settle(q, work, requeue=None)
+                self._settle(q, work, requeue=None, reason=history.EXPIRED)
         protocol.remove_stale_temp_files(q.dir, now - STALE_TEMP_AGE - conf["clock_skew"])
         try:
             settings.write_cleaned(q.dir, now)
@@ -567,12 +584,13 @@ class broker:
 
     # Helpers
 
-    def _settle(self, q, work, requeue):
-        """Take over the claimed message ``work`` of the Queue ``q`` and requeue or delete it.
+    def _settle(self, q, work, requeue, reason=None):
+        """Take over the claimed message ``work`` of the Queue ``q`` and settle it.
 
         ``requeue`` True or False forces the choice; None follows the
-        message's settings and its requeue limit.  Returns False if another
-        process took the message first.
+        message's settings and its requeue limit (see :mod:`ddmq.settle`).
+        ``reason`` is recorded as the message's ``last_nack_reason``.
+        Returns False if another process took the message first.
         """
         conf = q.settings
         owned = protocol.take_over(q.dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
@@ -582,16 +600,18 @@ class broker:
         msg = self._read_owned(q, owned)
         if msg is None:
             return True  # quarantined: nothing left to requeue
-        if requeue is None:
-            limit = msg.requeue_limit if msg.requeue_limit is not None else conf["requeue_limit"]
-            requeue = ((msg.requeue if msg.requeue is not None else conf["requeue"])
-                       and (limit is None or msg.requeue_counter < limit))
-        if not requeue:
+        timeout = msg.timeout if msg.timeout is not None else conf["message_timeout"]
+        history.ended(msg, names.parse_work_name(work)[0], timeout, self.clock(), reason)
+        decision = settle.decide(msg, conf, requeue, q.name)
+        if decision.action == settle.DEAD_LETTER:
+            self._dead_letter(q, owned, msg, decision)
+            return True
+        if decision.action == settle.DROP:
             log.info("Deleting %s/%s (not requeued)", q.name, work)
             protocol.remove(q.work_dir, owned, conf["fsync"])
             return True
         msg.requeue_counter += 1
-        msg.priority = msg.requeue_prio if msg.requeue_prio is not None else conf["requeue_prio"]
+        msg.priority = decision.priority
         msg.queue_number = names.new_queue_number()
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
         msg.filename = "{}/{}".format(q.name, ready)
@@ -599,6 +619,50 @@ class broker:
         protocol.requeue(q.dir, owned, ready, _encode(msg.to_dict()), conf["fsync"])
         q.offer(ready)
         return True
+
+    def _dead_letter(self, q, owned, msg, decision):
+        """Move the owned message ``msg`` (claimed as ``owned``) to its dead-letter queue."""
+        target = self._dead_letter_queue(decision.queue)
+        # Its current ready name, not a fresh one: if a crash between the
+        # two steps of the move makes another process move it again, the
+        # second copy replaces the first instead of adding a duplicate.
+        ready = names.parse_work_name(owned)[1]
+        msg.dead_lettered_from, msg.dead_lettered_at = q.name, self.clock()
+        msg.dead_lettered_reason = decision.reason
+        msg.queue, msg.filename = target.name, target.name + "/" + ready
+        log.info("Dead-lettering %s/%s to %s (%s)", q.name, owned, target.name, decision.reason)
+        protocol.move(q.dir, owned, target.dir, ready, _encode(msg.to_dict()),
+                      q.settings["fsync"] or target.settings["fsync"])
+        target.offer(ready)
+
+    @staticmethod
+    def _encode_message(msg):
+        """Return the bytes of the message file of ``msg``."""
+        return _encode(msg.to_dict())
+
+    def _dead_letter_queue(self, name):
+        """Return the Queue of the dead-letter queue ``name``, created if missing."""
+        try:
+            return self._queue(name)
+        except QueueNotFoundError:
+            self.create_queue(name)  # the setting asks for it: never lose a message for want of it
+            return self._queue(name)
+
+    def redrive(self, dead_queue, to=None, n=None):
+        """Send the waiting messages of ``dead_queue`` back to where they came from; return them.
+
+        Each goes to the queue it was dead-lettered from (or to ``to``),
+        with its ``requeue_counter`` reset to 0; at most ``n`` messages
+        (default: those waiting when the call starts).  Each move is a
+        claim followed by a publish into the target and the removal of the
+        claim, so concurrent consumers of the dead-letter queue never get a
+        message that is redriven, and a crash leaves a copy in both queues,
+        never in neither.  A message with no known source (and no ``to``)
+        stays in ``dead_queue``.  See :mod:`ddmq.redrive`.
+        """
+        from . import redrive  # not at the top: start-up time of plain commands
+
+        return redrive.redrive(self, dead_queue, to, n)
 
     def _read_owned(self, q, work):
         """Read a message we own; quarantine it and return None if it is corrupt or gone."""
@@ -738,26 +802,33 @@ class broker:
         self._queues.pop(queue, None)
 
 
-def _check_options(options):
+def _check_options(queue, options):
     """Raise InvalidInputError if a per-message option of publish has a bad value."""
     for key in ("priority", "requeue_prio", "requeue_limit", "requeue_counter"):
-        _check_optional_int(key, options[key])
+            _check_optional_int(key, options[key])
     _check_optional_seconds("timeout", options["timeout"])
+    dead_letter = options.get("dead_letter")
+    if dead_letter is not None:
+        names.check_queue_name(dead_letter)
+        if dead_letter == queue:
+            raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(queue),
+                                    "invalid")
     if options["requeue"] is not None and not isinstance(options["requeue"], bool):
         raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
             options["requeue"]), "invalid")
 
 
-def _new_message(queue, text, options):
+def _new_message(queue, text, options, now):
     """Return a new message, its waiting file name and the bytes of its file.
 
-    ``options`` holds the per-message fields (priority, timeout, ...).
+    ``options`` holds the per-message fields (priority, timeout, ...);
+    ``now`` is the time of publication.
     """
     msg_id = _new_id()
     number = names.new_queue_number()
     ready = names.ready_name(options["priority"], number, msg_id)
     msg = message(queue=queue, message=text, id=msg_id, queue_number=number,
-                  filename=queue + "/" + ready, **options)
+                  filename=queue + "/" + ready, published_at=now, delivery_count=0, **options)
     return msg, ready, _encode(msg.to_dict())
 
 
@@ -801,7 +872,31 @@ def _decode(data):
                                          and not isinstance(msg.timeout, bool)
                                          and msg.timeout >= 0))):
         return None
+    # History fields: absent (None) in older files; checked only when present.
+    if msg.delivery_count is not None and not (_is_int(msg.delivery_count)
+                                               and msg.delivery_count >= 0):
+        return None
+    for when in (msg.published_at, msg.first_delivered_at, msg.last_delivered_at):
+        if when is not None and not _is_time(when):
+            return None
+    if msg.last_nack_reason is not None and type(msg.last_nack_reason) is not str:
+        return None
+    # Dead-letter fields: a requeue or redrive builds a folder path from them.
+    for queue in (msg.dead_letter, msg.dead_lettered_from):
+        if queue is not None and not (type(queue) is str and names.QUEUE_NAME.match(queue)):
+            return None
+    if (msg.dead_lettered_at is not None and not _is_time(msg.dead_lettered_at)) or (
+            msg.dead_lettered_reason is not None and type(msg.dead_lettered_reason) is not str):
+        return None
     return msg
+
+
+_INFINITY = float("inf")
+
+
+def _is_time(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and 0 <= value < _INFINITY)
 
 
 def _is_kind(path, test):

@@ -60,6 +60,7 @@ consume   Consume message from queue
 ack       Positively acknowledge a message
 nack      Negatively acknowledge a message (possibly requeue)
 del_msg   Delete the specified message
+redrive   Send dead-lettered messages back to their queue
 purge     Purge all messages from queue
 clean     Clean out expired messages from queue
 json      Run a command packaged as a JSON object
@@ -82,7 +83,10 @@ EPILOG = "exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume"
 
 #: The order in which a message's fields are shown: what a reader needs first.
 MESSAGE_FIELDS = ("message", "id", "filename", "queue", "priority", "queue_number", "timeout",
-                  "requeue", "requeue_prio", "requeue_counter", "requeue_limit")
+                  "requeue", "requeue_prio", "requeue_counter", "requeue_limit",
+                  "published_at", "delivery_count", "first_delivered_at", "last_delivered_at",
+                  "last_nack_reason", "dead_letter", "dead_lettered_from", "dead_lettered_at",
+                  "dead_lettered_reason")
 
 
 class UsageError(Exception):
@@ -244,6 +248,9 @@ def _build_publish(parser):
                help="times the message may be requeued before it is deleted")
     parser.add("--requeue_prio", type=_natural, metavar="N",
                help="priority the message gets when requeued (implies -r)")
+    parser.add("--dead_letter", type=_queue_name, metavar="QUEUE",
+               help="queue that gets the message if it is given up on (default: the queue's "
+                    "dead_letter setting)")
     _add_skip_cleaning(parser, "publish")
     _add_common(parser, "create the root folder and the queue if missing")
 
@@ -266,9 +273,22 @@ def _build_settle(verb, requeue_help):
                    help="comma-separated file names of the consumed messages to {} (the "
                         "filename that consume printed)".format(verb))
         parser.add("-r", "--requeue", action="store_true", help=requeue_help)
+        if verb == "nack":
+            parser.add("--reason", metavar="TEXT",
+                       help="why the messages failed, kept in each as its last_nack_reason")
         _add_skip_cleaning(parser, verb)
         _add_common(parser, None)
     return build
+
+
+def _build_redrive(parser):
+    _add_root(parser)
+    parser.add("queue", type=_queue_name, help="the dead-letter queue to take messages from")
+    parser.add("--to", type=_queue_name, metavar="QUEUE",
+               help="send every message to this queue (default: the queue each came from)")
+    parser.add("-n", type=_positive, metavar="N",
+               help="at most this many messages (default: all those waiting)")
+    _add_common(parser, None)
 
 
 def _build_del_msg(parser):
@@ -364,7 +384,8 @@ def publish(args):
     requeue = True if args.requeue or args.requeue_prio is not None else None
     msg = b.publish(args.queue, msg_text=args.message, priority=args.priority,
                     requeue=requeue, requeue_prio=args.requeue_prio, timeout=args.timeout,
-                    requeue_limit=args.requeue_limit, skip_cleaning=args.skip_cleaning)
+                    requeue_limit=args.requeue_limit, dead_letter=args.dead_letter,
+                    skip_cleaning=args.skip_cleaning)
     return Output([_message_record(msg)], _plain_message)
 
 
@@ -384,9 +405,11 @@ def consume(args):
 def _settle(args, verb):
     """Run ack or nack (``verb``) on the named files; report each one that is gone."""
     b = _open_broker(args)
-    method = b.ack if verb == "ack" else b.nack
-    done = method(args.queue, args.msg_files, requeue=True if args.requeue else None,
-                  skip_cleaning=args.skip_cleaning)
+    options = dict(requeue=True if args.requeue else None, skip_cleaning=args.skip_cleaning)
+    if verb == "ack":
+        done = b.ack(args.queue, args.msg_files, **options)
+    else:
+        done = b.nack(args.queue, args.msg_files, reason=args.reason, **options)
     lost = [name for name in args.msg_files if name not in done]
     for name in lost:
         sys.stderr.write("ddmq {}: error: consumed message {} of queue {!r} is gone: already "
@@ -405,6 +428,15 @@ def ack(args):
 def nack(args):
     """Negatively acknowledge consumed messages: requeue them (forced with -r) or delete them."""
     return _settle(args, "nack")
+
+
+def redrive(args):
+    """Send dead-lettered messages back to their source queue (or --to), counters reset."""
+    b = _open_broker(args)
+    moved = b.redrive(args.queue, to=args.to, n=args.n)
+    records = [{"id": msg.id, "from": args.queue, "to": msg.queue, "filename": msg.filename}
+               for msg in moved]
+    return Output(records, lambda r: "redrove {id} to {to}".format(**r))
 
 
 def del_msg(args):
@@ -477,6 +509,8 @@ COMMANDS = {
                     _build_settle("nack", "requeue, whatever the message's and queue's settings"),
                     nack),
     "del_msg": Command("Delete message(s), waiting or consumed", _build_del_msg, del_msg),
+    "redrive": Command("Send dead-lettered messages back to their queue", _build_redrive,
+                       redrive),
     "purge": Command("Delete all messages of queue(s), keeping the queues",
                      _build_queues("purge", "create the root folder and the queues if missing"),
                      purge),

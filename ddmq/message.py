@@ -23,6 +23,16 @@ FIELDS = (
     "requeue_prio",
     "requeue_counter",
     "requeue_limit",
+    # Added after 1.0 (older files lack them; 0.9.14 ignores them).
+    "published_at",
+    "delivery_count",
+    "first_delivered_at",
+    "last_delivered_at",
+    "last_nack_reason",
+    "dead_letter",
+    "dead_lettered_from",
+    "dead_lettered_at",
+    "dead_lettered_reason",
 )
 _FIELD_SET = frozenset(FIELDS)
 
@@ -34,11 +44,24 @@ class message:
     ``None`` mean "use the queue's setting".  After a consume, ``filename`` is
     the name of the claimed file in the queue's ``work/`` folder: the name
     that ``ack`` and ``nack`` take.
+
+    Delivery history (see :mod:`ddmq.history`): ``published_at`` (epoch
+    seconds), ``delivery_count``, ``first_delivered_at`` and
+    ``last_delivered_at`` (when a delivery began) and ``last_nack_reason``;
+    None in messages written before they existed.
+
+    ``dead_letter`` is the message's own dead-letter queue (None: the
+    queue's setting).  A message moved to a dead-letter queue carries
+    ``dead_lettered_from`` (its queue), ``dead_lettered_at`` (epoch
+    seconds) and ``dead_lettered_reason``.
     """
 
     def __init__(self, queue=None, message=None, timeout=None, id=None, priority=None,
                  queue_number=None, filename=None, requeue=None, requeue_counter=None,
-                 requeue_limit=None, requeue_prio=None):
+                 requeue_limit=None, requeue_prio=None, published_at=None, delivery_count=None,
+                 first_delivered_at=None, last_delivered_at=None, last_nack_reason=None,
+                 dead_letter=None, dead_lettered_from=None, dead_lettered_at=None,
+                 dead_lettered_reason=None):
         self.queue = queue
         self.message = message
         self.timeout = timeout
@@ -50,6 +73,15 @@ class message:
         self.requeue_prio = requeue_prio
         self.requeue_counter = requeue_counter
         self.requeue_limit = requeue_limit
+        self.published_at = published_at
+        self.delivery_count = delivery_count
+        self.first_delivered_at = first_delivered_at
+        self.last_delivered_at = last_delivered_at
+        self.last_nack_reason = last_nack_reason
+        self.dead_letter = dead_letter
+        self.dead_lettered_from = dead_lettered_from
+        self.dead_lettered_at = dead_lettered_at
+        self.dead_lettered_reason = dead_lettered_reason
 
     def __repr__(self):
         return "\n".join("{} = {}".format(key, getattr(self, key)) for key in sorted(FIELDS))

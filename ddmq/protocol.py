@@ -26,6 +26,9 @@ CLAIMED     rename to a new lease                CLAIMED (take over: nack,
 CLAIMED     unlink                               gone (ack, drop)
 CLAIMED     write WRITING, rename it to a new    READY again (requeue), then
             READY name; then unlink CLAIMED      unlink the claimed file
+CLAIMED     write WRITING in another queue,      READY there (dead-letter move,
+            rename it to a READY name there;     redrive: ``move``), then
+            then unlink CLAIMED                  unlink the claimed file
 CLAIMED     rename into .quarantine/             CORRUPT
 READY       unlink                               gone (purge, delete)
 ==========  ===================================  ============================
@@ -299,6 +302,17 @@ def requeue(queue_dir, work, ready, data, fsync=False):
     """
     publish(queue_dir, ready, data, fsync)
     remove(os.path.join(queue_dir, WORK_DIR), work, fsync)
+
+
+def move(queue_dir, work, target_dir, ready, data, fsync=False):
+    """Move the owned claimed message ``work`` to another queue as ``ready`` with new contents.
+
+    CLAIMED -> READY of the queue at ``target_dir`` (a dead-letter move, a
+    redrive): published there first, removed here second, so a crash in
+    between leaves a copy in both places, never in neither.
+    """
+    publish(target_dir, ready, data, fsync)
+    remove(queue_dir + "/" + WORK_DIR, work, fsync)
 
 
 def quarantine(queue_dir, work, fsync=False):

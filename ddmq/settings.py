@@ -15,6 +15,7 @@ import os
 import re
 
 from .errors import ConfigError
+from .names import QUEUE_NAME
 from .protocol import retry_stale
 
 TYPE_CHECKING = False
@@ -36,6 +37,8 @@ DEFAULTS: Settings = {
     "clock_skew": 0,          # seconds two hosts' clocks may differ: leases expire that much later
     "clock": "local",         # where "now" comes from: "local" or "filesystem" (see ddmq.clock)
     "poll_interval": 1.0,     # longest pause (s) between two looks at an empty queue when waiting
+    "dead_letter": None,      # queue that gets the messages given up on (requeue limit reached,
+                              # nacked without requeue, requeue off); null = delete them
 }
 
 CONFIG_NAME = "ddmq.yaml"
@@ -65,6 +68,8 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clock_skew": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
     "clock": (lambda v: v in ("local", "filesystem"), "local or filesystem"),
     "poll_interval": (lambda v: _is_number(v) and 0 < v <= 3600, "a number of seconds > 0, at most 3600"),
+    "dead_letter": (lambda v: v is None or (isinstance(v, str) and QUEUE_NAME.match(v) is not None),
+                    "a queue name (letters, digits, '_' and '-') or null"),
 }
 
 
@@ -78,13 +83,19 @@ def check(settings: Settings, source: str) -> None:
                     source, key, expected, value), "config")
 
 
-# The flat "key: integer|true|false|null" files that ddmq writes are read and
-# written without PyYAML, whose import alone costs about 14 ms, two thirds of
-# an interpreter's start-up, on every CLI command; any other file goes
-# through yaml.safe_load, which gives the same result for these lines.
-_FLAT_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(?: +(0|[1-9][0-9]*|true|false|null))? *\Z")
+# The flat "key: integer|decimal|true|false|null|word" files that ddmq writes
+# are read and written without PyYAML, whose import alone costs about 14 ms,
+# two thirds of an interpreter's start-up, on every CLI command; any other
+# file goes through yaml.safe_load, which gives the same result for these
+# lines.  A word (a queue name such as a dead_letter) is a string, except
+# the words YAML 1.1 reads as booleans or null, which are left to PyYAML.
+_FLAT_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(?: +(0|[1-9][0-9]*|(?:0|[1-9][0-9]*)\.[0-9]+"
+                        r"|[A-Za-z][A-Za-z0-9_-]*))? *\Z")
 _FLAT_WORDS: dict[Optional[str], Optional[bool]] = {
     "true": True, "false": False, "null": None, None: None}
+_YAML_WORDS = frozenset(("y", "yes", "n", "no", "true", "false", "on", "off", "null"))
+_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)\.[0-9]+\Z")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 
 
 def _parse_flat(text: str) -> Optional[Settings]:
@@ -97,7 +108,14 @@ def _parse_flat(text: str) -> Optional[Settings]:
         if not match:
             return None
         key, value = match.groups()
-        data[key] = _FLAT_WORDS[value] if value in _FLAT_WORDS else int(value)
+        if value in _FLAT_WORDS:
+            data[key] = _FLAT_WORDS[value]
+        elif value[0].isdigit():
+            data[key] = float(value) if "." in value else int(value)
+        elif value.lower() in _YAML_WORDS:
+            return None
+        else:
+            data[key] = value
     return data
 
 
@@ -111,6 +129,11 @@ def _dump_flat(settings: Settings) -> Optional[str]:
         if value is None or isinstance(value, bool):
             lines.append("{}: {}\n".format(key, {None: "null", True: "true", False: "false"}[value]))
         elif isinstance(value, int):
+            lines.append("{}: {}\n".format(key, value))
+        elif isinstance(value, float) and _DECIMAL.match(repr(value)):
+            lines.append("{}: {!r}\n".format(key, value))
+        elif (isinstance(value, str) and _WORD.match(value)
+              and value.lower() not in _YAML_WORDS):
             lines.append("{}: {}\n".format(key, value))
         else:
             return None

@@ -47,9 +47,10 @@ def test_publish_many_writes_what_publish_writes(b):
     for msg in [one] + many:
         on_disk = read_json(os.path.join(b.root, msg.filename))
         assert on_disk == msg.to_dict()
-        assert {k: v for k, v in on_disk.items() if k not in ("id", "queue_number", "filename")} \
+        assert {k: v for k, v in on_disk.items() if k not in ("id", "queue_number", "filename",
+                                                                  "published_at")} \
             == {k: v for k, v in one.to_dict().items() if k not in ("id", "queue_number",
-                                                                   "filename")}
+                                                                   "filename", "published_at")}
 
 
 def test_publish_many_takes_any_iterable_and_an_empty_one(b):

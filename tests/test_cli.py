@@ -615,7 +615,8 @@ def readme_examples():
 
 def normalized(lines):
     """Replace message ids and timestamps (which differ on every run) by placeholders."""
-    return [re.sub(r"\d{10,}", "<n>", re.sub(r"[0-9a-f]{32}", "<id>", line)) for line in lines]
+    return [re.sub(r"\d{10,}(\.\d+)?", "<n>", re.sub(r"[0-9a-f]{32}", "<id>", line))
+            for line in lines]
 
 
 @pytest.mark.skipif(len(DDMQ) != 1, reason="no ddmq script next to the interpreter")

@@ -260,8 +260,10 @@ FLAT_CASES = [
     "", "# only a comment\n", "a:\n", "a: \n", "a: null\nb: false\nc: true\n", "a: 1\na: 2\n",
     "a:  5  \n", "A_b9: 7\r\n", "a: 1\n\n  # note\nb: 2",
     "cleaned: 0\nmessage_timeout: 600\npriority: 999\nrequeue: true\nrequeue_prio: 0\n",
+    "a: 1.5\nb: 0.25\n", "dead_letter: failed-jobs_2\n", "a: e10\n",
     # Everything below is not flat and must be left to PyYAML.
-    "a: 010\n", "a: yes\n", "a: 1 # x\n", "  a: 1\n", "a: -1\n", "a: 1.5\n", "---\na: 1\n",
+    "a: 010\n", "a: yes\n", "a: 1 # x\n", "  a: 1\n", "a: -1\n", "a: 1e5\n", "---\na: 1\n",
+    "a: Yes\n", "a: OFF\n", "a: y\n", "a: Null\n", "a: 01.5\n", "a: 1.\n",
     "a: ~\n", "a: 'x'\n", "a:1\n", "a:true\n", "key : 1\n", "a: 1\n- x\n",
 ]
 
@@ -271,12 +273,13 @@ def test_flat_reader_agrees_with_yaml_safe_load(text):
     flat = settings._parse_flat(text)
     if flat is not None:
         assert flat == (yaml.safe_load(text) or {})
-    assert (flat is None) == (FLAT_CASES.index(text) >= 10)
+    assert (flat is None) == (FLAT_CASES.index(text) >= 13)
 
 
 @pytest.mark.parametrize("values", [
     {"cleaned": 1795438455, "requeue": True, "requeue_limit": None, "fsync": False},
-    {"message_timeout": 1.5}, {"custom": "text"},
+    {"message_timeout": 1.5}, {"custom": "text"}, {"dead_letter": "failed"},
+    {"custom": "yes"}, {"custom": 1e-05},
 ])
 def test_write_then_read_round_trips_with_or_without_yaml(tmp_path, values):
     path = str(tmp_path / "ddmq.yaml")

@@ -1,0 +1,62 @@
+"""Redrive: send the messages of a dead-letter queue back to be processed again.
+
+Each waiting message of the dead-letter queue is first *claimed* there, as a
+consumer would (one rename to a lease of our own), so a consumer of the
+dead-letter queue and a redrive never both get one message.  The owner
+then publishes it into its target queue as a fresh READY file (a new queue
+number, the same id, ``requeue_counter`` 0, no due time) and removes its
+claim: a crash in between leaves a copy in both queues, never in neither.
+The target is ``to`` or the queue the message was dead-lettered from; a
+message with neither, or whose source queue no longer exists, is put back
+into the dead-letter queue unchanged (a fresh READY name of its own).
+"""
+
+from . import names, protocol
+from .errors import InvalidInputError, QueueNotFoundError
+
+
+def redrive(b, dead_queue, to=None, n=None):
+    """Move up to ``n`` waiting messages of ``dead_queue`` (broker ``b``); return them, moved."""
+    dq = b._queue(dead_queue)
+    if n is not None and not (type(n) is int and n >= 1):
+        raise InvalidInputError("n must be an integer >= 1 or None, not {!r}".format(n), "invalid")
+    if to is not None:
+        names.check_queue_name(to)
+        if to == dead_queue:
+            raise InvalidInputError("cannot redrive queue {!r} into itself".format(to), "invalid")
+        b._queue(to)  # a missing target is an error now, before any message moves
+    if n is None:
+        n = len(b.get_message_list(dead_queue)[0])
+    moved = []
+    for _ in range(n):  # put-back messages count too, so each is tried once
+        claimed = b._claim(dq, 1)
+        if not claimed:
+            break
+        msg = claimed[0]
+        work = msg.filename
+        target = _target(b, to or msg.dead_lettered_from, dead_queue)
+        fsync = dq.settings["fsync"]
+        msg.queue_number = names.new_queue_number()
+        if target is None:
+            ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
+            protocol.requeue(dq.dir, work, ready, b._encode_message(msg), fsync)
+            dq.offer(ready)
+            continue
+        msg.queue, msg.requeue_counter = target.name, 0
+        ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
+        msg.filename = target.name + "/" + ready
+        protocol.move(dq.dir, work, target.dir, ready, b._encode_message(msg),
+                      fsync or target.settings["fsync"])
+        target.offer(ready)
+        moved.append(msg)
+    return moved
+
+
+def _target(b, name, dead_queue):
+    """Return the Queue to redrive to, or None to keep the message where it is."""
+    if name is None or name == dead_queue:
+        return None
+    try:
+        return b._queue(name)
+    except QueueNotFoundError:
+        return None

@@ -1,0 +1,67 @@
+"""The settle decision: what becomes of a claimed message that is not acked.
+
+A message that is nacked, or whose lease expired, is taken over by one
+process (:mod:`ddmq.protocol`), read, and then *settled* as :func:`decide`
+says: requeued (with a priority and a delay before it is served again),
+moved to a dead-letter queue, or dropped.  This module only decides; it
+does no I/O and reads no clock, so every rule of the cascade (explicit
+argument, then the message's own field, then the queue's setting) is in
+one place and testable on its own.
+"""
+
+REQUEUE = "requeue"
+DEAD_LETTER = "dead_letter"
+DROP = "drop"
+
+
+class Decision:
+    """One settle decision: ``action`` and what the action needs.
+
+    ``priority`` and ``delay`` (seconds, 0 = serve at once) for REQUEUE;
+    ``queue`` (the dead-letter queue) and ``reason`` for DEAD_LETTER.
+    """
+
+    __slots__ = ("action", "priority", "delay", "queue", "reason")
+
+    def __init__(self, action, priority=None, delay=0, queue=None, reason=None):
+        self.action = action
+        self.priority = priority
+        self.delay = delay
+        self.queue = queue
+        self.reason = reason
+
+    def __repr__(self):
+        return "Decision({})".format(", ".join(
+            "{}={!r}".format(key, getattr(self, key)) for key in self.__slots__))
+
+    def __eq__(self, other):
+        return isinstance(other, Decision) and all(
+            getattr(self, key) == getattr(other, key) for key in self.__slots__)
+
+
+def decide(msg, conf, forced=None, queue=None):
+    """Return the :class:`Decision` for the owned, not acked message ``msg`` of ``queue``.
+
+    ``conf`` is the queue's merged settings.  ``forced`` True requeues
+    whatever the settings say, False gives the message up; None requeues
+    if the message's ``requeue`` (or the queue's) is true and its
+    ``requeue_counter`` is below its ``requeue_limit`` (or the queue's;
+    none means no limit).  A message given up on goes to its
+    ``dead_letter`` queue (or the queue's), unless that is ``queue``
+    itself (a root-wide setting also reaches the dead-letter queue), else
+    it is dropped.
+    """
+    limit = msg.requeue_limit if msg.requeue_limit is not None else conf["requeue_limit"]
+    if forced is None:
+        wanted = msg.requeue if msg.requeue is not None else conf["requeue"]
+        requeue = wanted and (limit is None or msg.requeue_counter < limit)
+        why = "requeue limit {} reached".format(limit) if wanted else "requeue is off"
+    else:
+        requeue, why = forced, "nacked without requeue"
+    if requeue:
+        priority = msg.requeue_prio if msg.requeue_prio is not None else conf["requeue_prio"]
+        return Decision(REQUEUE, priority=priority)
+    target = msg.dead_letter if msg.dead_letter is not None else conf.get("dead_letter")
+    if target is not None and target != queue:
+        return Decision(DEAD_LETTER, queue=target, reason=why)
+    return Decision(DROP)
