@@ -45,3 +45,7 @@ class MessageNotFoundError(DdmqError):
 
 class LeaseLostError(MessageNotFoundError):
     """A consumed message's lease could not be renewed: another process took it ("lost")."""
+
+
+class CodecError(DdmqError):
+    """A broker's codec could not encode or decode a message payload ("codec")."""
