@@ -23,7 +23,7 @@ Exit status:
 0     success
 1     error: missing root or queue, message not found, filesystem error
 2     usage error: unknown command or option, invalid value, bad JSON
-3     nothing to consume: the queue was empty
+3     nothing to consume or show: the queue was empty
 ====  ===============================================================
 
 Every error is one line on stderr; ``-d`` adds the traceback and debug logs.

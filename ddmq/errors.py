@@ -49,3 +49,6 @@ class LeaseLostError(MessageNotFoundError):
 
 class CodecError(DdmqError):
     """A broker's codec could not encode or decode a message payload ("codec")."""
+
+    filename = None   # the file of the message that failed to decode
+    messages = ()     # the messages taken before it by the same call

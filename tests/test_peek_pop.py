@@ -16,6 +16,7 @@ from ddmq import protocol
 
 from conftest import snapshot
 from test_cli import fails, ok, run
+from test_multihost import roots  # noqa: F401 (the fixture of the three GlusterFS mounts)
 
 CTX = multiprocessing.get_context("fork")
 
@@ -333,3 +334,39 @@ def test_cli_peek_and_pop_in_ddmq_json(croot):
                                  "format": "json"}))
     assert json.loads(out)["message"] == "packaged"
     assert ddmq.broker(croot).get_message_list("q") == ([], [])
+
+
+# Three GlusterFS mounts: consumers on two "hosts", a peeker on the third
+
+def test_peek_on_one_mount_while_consumers_on_two_others_drain_the_queue(roots, tmp_path):
+    b = ddmq.broker(roots["a"])
+    ids = [m.id for m in b.publish_many("q", ["m{}".format(i) for i in range(600)])]
+    order = {msg_id: index for index, msg_id in enumerate(ids)}
+    outs = {letter: str(tmp_path / ("got-" + letter)) for letter in "ab"}
+    procs = [CTX.Process(target=_consume_all, args=(roots[letter], out, 3.0), daemon=True)
+             for letter, out in outs.items()]
+    for proc in procs:
+        proc.start()
+    peeker = ddmq.broker(roots["c"])
+    shown = set()
+    try:
+        while any(proc.is_alive() for proc in procs):
+            peeked = peeker.peek("q", n=20)
+            seen = [m.id for m in peeked]
+            assert len(set(seen)) == len(seen)
+            assert all(not m.corrupt and m.message == "m{}".format(order[m.id]) for m in peeked)
+            positions = [order[msg_id] for msg_id in seen]
+            assert positions == sorted(positions)
+            shown.update(seen)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.join(30)
+    got = []
+    for out in outs.values():
+        with open(out) as handle:
+            got += json.load(handle)
+    assert sorted(got) == sorted(ids)  # each consumed exactly once: the peeks took nothing
+    assert shown  # the peeker saw messages while they were being consumed
+    assert not os.path.exists(os.path.join(roots["a"], "q", ".quarantine"))
