@@ -20,10 +20,10 @@ import sys
 import time
 
 from . import __version__, history, names, protocol, settings, settle
-from .errors import (ConfigError, DdmqError, InvalidInputError, LeaseLostError,
+from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, QueueNotFoundError, RootError, StorageError)
 from .clock import FilesystemClock
-from .message import message
+from .message import Codec, from_file, message, to_file
 from .queue import Queue
 
 __all__ = ["broker", "DdmqError"]
@@ -109,9 +109,12 @@ class broker:
     the ``ddmq`` logger to stderr.  ``clock`` is the function that tells the
     time (epoch seconds) for leases; tests inject a shifted one.  Without
     it, the root's ``clock`` setting picks it (see :mod:`ddmq.clock`).
+    ``codec`` is an object with ``encode(value)``, returning bytes or a JSON
+    value to store, and ``decode(stored)``, returning the value (see
+    :class:`ddmq.message.Codec`); failures raise CodecError.
     """
 
-    def __init__(self, root, create=False, verbose=False, debug=False, clock=None):
+    def __init__(self, root, create=False, verbose=False, debug=False, clock=None, codec=None):
         if debug or verbose:
             _log_to_stderr(debug)
         if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
@@ -119,6 +122,8 @@ class broker:
         self.root = os.fspath(root)
         self.create = create
         self.clock = clock or time.time
+        self.codec = codec
+        self._codec = None if codec is None else Codec(codec)
         self.default_settings = dict(settings.DEFAULTS)
         self.global_settings = {}
         self._queues = {}        # name -> Queue, for the queues this broker has used
@@ -276,9 +281,11 @@ class broker:
         ``priority`` defaults to the queue's setting; ``requeue``,
         ``requeue_prio``, ``timeout`` and ``requeue_limit`` left as None follow
         the queue's settings when the message is nacked or expires.
-        ``message`` is accepted as another name for ``msg_text``.
-        ``dead_letter`` is the message's own dead-letter queue (default: the
-        queue's ``dead_letter`` setting).
+        ``message`` is accepted as another name for ``msg_text``.  The
+        payload is a JSON value or bytes (stored as base64, returned as
+        bytes), or whatever the broker's codec encodes.  ``dead_letter`` is
+        the message's own dead-letter queue (default: the queue's
+        ``dead_letter`` setting).
         """
         text = msg_text if msg_text is not None else message
         return self._publish(queue, [text], _wants_cleaning(clean, skip_cleaning),
@@ -293,9 +300,11 @@ class broker:
 
         Takes the options of :meth:`publish`, which apply to every message;
         the queue, the options and the cleaning interval are checked once for
-        the whole batch.  Each message is published on its own, as by
-        :meth:`publish` (a batch is not atomic): if publishing one fails, the
-        ones before it stay published and the error is raised.
+        the whole batch, and every payload is encoded before the first file
+        is written (one that cannot be stored publishes none).  Each message
+        is then published on its own, as by :meth:`publish` (a batch is not
+        atomic): if writing one fails, the ones before it stay published and
+        the error is raised.
         """
         if isinstance(texts, (str, bytes)):
             raise InvalidInputError("texts must be an iterable of message texts, not one text",
@@ -315,13 +324,16 @@ class broker:
         if options["priority"] is None:
             options["priority"] = q.settings["priority"]
         _check_options(queue, options)
+        # Every file is encoded before anything is written: a payload that
+        # cannot be stored changes nothing, not even the cleaning stamp.
+        now = self.clock()
+        files = [_new_message(queue, "" if text is None else text, options, now, self._codec)
+                 for text in texts]
         if clean:
             self._clean_before(q)
         fsync = q.settings["fsync"]
         published = []
-        for text in texts:
-            msg, ready, data = _new_message(queue, "" if text is None else text, options,
-                                            self.clock())
+        for msg, ready, data in files:
             protocol.publish(q.dir, ready, data, fsync)
             q.offer(ready)
             published.append(msg)
@@ -337,6 +349,10 @@ class broker:
         :data:`ddmq.FOREVER`) an empty queue is watched until a message can
         be claimed or ``wait`` seconds have passed (see :mod:`ddmq.wait`);
         the messages then claimable, at least one, are returned at once.
+        With a codec, a payload it cannot decode raises CodecError; that
+        message stays claimed (``exc.filename``; it expires and is requeued
+        as any other), and the messages claimed before it in this call are
+        in ``exc.messages``.
         """
         q = self._queue(queue)
         if not _is_int(n) or n < 1:
@@ -402,8 +418,85 @@ class broker:
                 if work is None:
                     continue  # RACE: our default lease had already expired and was taken
             msg.filename = work
+            if self._codec is not None:
+                self._decode(msg, consumed)  # the message stays claimed if it fails
             consumed.append(msg)
         return consumed
+
+    def _decode(self, msg, before):
+        """Apply the codec to ``msg``; a CodecError names it and carries the ``before`` messages."""
+        try:
+            self._codec.decode(msg)
+        except CodecError as exc:
+            exc.filename, exc.messages = msg.filename, list(before)
+            raise
+
+    def pop(self, queue, n=1, clean=True, skip_cleaning=None, wait=None):
+        """Consume up to ``n`` messages and delete them at once: at-most-once delivery.
+
+        Takes the arguments of :meth:`consume` and returns the same (one
+        message or None if ``n`` is 1, else a list), but each message is
+        deleted from ``work/`` right after its claim, so it is never
+        delivered again: a process that dies after the claim, before it
+        has done its work, loses the message.  That is the contract; use
+        :meth:`consume` and :meth:`ack` for at-least-once.
+        """
+        try:
+            popped = self.consume(queue, n, clean, skip_cleaning, wait)
+        except CodecError as exc:
+            # The messages popped before the failing one are delivered with
+            # the error; the failing one stays claimed (see consume).
+            exc.messages = self._delete_popped(queue, exc.messages)
+            raise
+        if n != 1:
+            return self._delete_popped(queue, popped)
+        kept = self._delete_popped(queue, [popped]) if popped else []
+        return kept[0] if kept else None
+
+    def _delete_popped(self, queue, msgs):
+        q = self._queue(queue)
+        kept = []
+        for msg in msgs:
+            if protocol.remove(q.work_dir, msg.filename, q.settings["fsync"]):
+                kept.append(msg)
+            else:
+                # RACE: its lease expired already and another process took it:
+                # it is theirs to deliver, so not ours (at most once).
+                log.warning("Not popped: %s/work/%s was taken by another process",
+                            queue, msg.filename)
+        return kept
+
+    def peek(self, queue, n=1):
+        """Return up to ``n`` waiting messages of ``queue`` in serving order, without claiming them.
+
+        Returns one message or None if ``n`` is 1, else a list (possibly
+        empty), as :meth:`consume` does; each ``filename`` is the waiting
+        file's name.  Nothing on disk changes.  A message a consumer takes
+        meanwhile is skipped.  A file that is not a valid message is
+        reported, never moved: it is returned as a stand-in message with
+        ``corrupt`` True and ``message`` None (see :mod:`ddmq.peek`), and a
+        warning is logged.
+        """
+        from . import peek as peeking  # not at the top: start-up time of plain commands
+
+        q = self._queue(queue)
+        if not _is_int(n) or n < 1:
+            raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
+        try:
+            peeked = peeking.peek(q.dir, queue, n)
+        except FileNotFoundError:
+            raise QueueNotFoundError("queue folder {} disappeared".format(q.dir),
+                                     "no_queue") from None
+        except OSError as exc:
+            raise protocol.storage_error(exc, "list", q.dir) from None
+        for index, msg in enumerate(peeked):
+            if msg.corrupt:
+                log.warning("Message file %s/%s is corrupt (left in place)", queue, msg.filename)
+            elif self._codec is not None:
+                self._decode(msg, peeked[:index])
+        if n == 1:
+            return peeked[0] if peeked else None
+        return peeked
 
     def ack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None):
         """Acknowledge consumed messages: delete them (or requeue them if ``requeue`` is True).
@@ -563,10 +656,12 @@ class broker:
             if protocol.lost_race(exc):
                 raise MessageNotFoundError("no message {}".format(full), "not_found") from None
             raise protocol.storage_error(exc, "read", full) from None
-        msg = _decode(data)
+        msg = from_file(data)
         if msg is None:
             raise DdmqError("message file {} is corrupt".format(full), "corrupt")
         msg.filename = name
+        if self._codec is not None:
+            self._decode(msg, [])
         return msg
 
     def delete_message(self, path):
@@ -616,7 +711,7 @@ class broker:
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
         msg.filename = "{}/{}".format(q.name, ready)
         log.info("Requeuing %s/%s as %s", q.name, work, ready)
-        protocol.requeue(q.dir, owned, ready, _encode(msg.to_dict()), conf["fsync"])
+        protocol.requeue(q.dir, owned, ready, to_file(msg), conf["fsync"])
         q.offer(ready)
         return True
 
@@ -631,14 +726,9 @@ class broker:
         msg.dead_lettered_reason = decision.reason
         msg.queue, msg.filename = target.name, target.name + "/" + ready
         log.info("Dead-lettering %s/%s to %s (%s)", q.name, owned, target.name, decision.reason)
-        protocol.move(q.dir, owned, target.dir, ready, _encode(msg.to_dict()),
+        protocol.move(q.dir, owned, target.dir, ready, to_file(msg),
                       q.settings["fsync"] or target.settings["fsync"])
         target.offer(ready)
-
-    @staticmethod
-    def _encode_message(msg):
-        """Return the bytes of the message file of ``msg``."""
-        return _encode(msg.to_dict())
 
     def _dead_letter_queue(self, name):
         """Return the Queue of the dead-letter queue ``name``, created if missing."""
@@ -670,7 +760,7 @@ class broker:
             data = protocol.read_claimed(q.dir, work)
         except FileNotFoundError:
             return None  # RACE: a stale-cache ack elsewhere removed it; it is settled
-        msg = _decode(data)
+        msg = from_file(data)
         if msg is None:
             where = protocol.quarantine(q.dir, work, q.settings["fsync"])
             log.warning("Message file %s/work/%s is corrupt; moved to %s", q.name, work, where)
@@ -818,18 +908,29 @@ def _check_options(queue, options):
             options["requeue"]), "invalid")
 
 
-def _new_message(queue, text, options, now):
+def _new_message(queue, payload, options, now, codec=None):
     """Return a new message, its waiting file name and the bytes of its file.
 
     ``options`` holds the per-message fields (priority, timeout, ...);
-    ``now`` is the time of publication.
+    ``now`` is the time of publication; ``codec`` (a
+    :class:`~ddmq.message.Codec`, or None) encodes ``payload``.
     """
     msg_id = _new_id()
     number = names.new_queue_number()
     ready = names.ready_name(options["priority"], number, msg_id)
-    msg = message(queue=queue, message=text, id=msg_id, queue_number=number,
-                  filename=queue + "/" + ready, published_at=now, delivery_count=0, **options)
-    return msg, ready, _encode(msg.to_dict())
+    msg = message(queue=queue, message=payload, id=msg_id, queue_number=number,
+                  filename=queue + "/" + ready, published_at=now, delivery_count=0,
+                  **options)
+    if codec is None:
+        return msg, ready, to_file(msg)
+    msg.message, msg.codec = codec.encode(payload), codec.name
+    try:
+        data = to_file(msg)
+    except InvalidInputError as exc:
+        raise CodecError("codec {} returned a value that cannot be stored: {}".format(
+            codec.name, exc), "codec") from None
+    msg.message = payload  # the caller's copy holds what it published
+    return msg, ready, data
 
 
 # A version 4 uuid: random bits, with the version and variant bits set as uuid4() does.
@@ -840,63 +941,6 @@ _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 def _new_id():
     """Return a new message id: a random uuid4 as 32 hex digits (as uuid.uuid4().hex)."""
     return "{:032x}".format(int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
-
-
-def _encode(fields):
-    """Return the bytes of a message file holding ``fields`` (a dict in message.FIELDS order)."""
-    try:
-        return json.dumps(fields).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError("message text cannot be stored as JSON: {}".format(exc),
-                                "invalid") from None
-
-
-def _decode(data):
-    """Return the message in ``data``, or None if it is not a valid message file."""
-    try:
-        package = json.loads(data.decode("utf-8"))
-        if not isinstance(package, dict) or "message" not in package:
-            return None
-        msg = message.json2msg(package)
-    except (ValueError, DdmqError):
-        return None
-    # A requeue builds a file name from these fields and compares and adds
-    # them: a hostile or damaged value must not crash a cleaner, nor send a
-    # message under a name no consumer lists (or outside its queue).
-    if not (isinstance(msg.id, str) and names.MESSAGE_ID.match(msg.id)
-            and _is_int(msg.requeue_counter) and msg.requeue_counter >= 0
-            and msg.requeue in (None, True, False)
-            and all(value is None or (_is_int(value) and value >= 0)
-                    for value in (msg.requeue_prio, msg.requeue_limit))
-            and (msg.timeout is None or (isinstance(msg.timeout, numbers.Real)
-                                         and not isinstance(msg.timeout, bool)
-                                         and msg.timeout >= 0))):
-        return None
-    # History fields: absent (None) in older files; checked only when present.
-    if msg.delivery_count is not None and not (_is_int(msg.delivery_count)
-                                               and msg.delivery_count >= 0):
-        return None
-    for when in (msg.published_at, msg.first_delivered_at, msg.last_delivered_at):
-        if when is not None and not _is_time(when):
-            return None
-    if msg.last_nack_reason is not None and type(msg.last_nack_reason) is not str:
-        return None
-    # Dead-letter fields: a requeue or redrive builds a folder path from them.
-    for queue in (msg.dead_letter, msg.dead_lettered_from):
-        if queue is not None and not (type(queue) is str and names.QUEUE_NAME.match(queue)):
-            return None
-    if (msg.dead_lettered_at is not None and not _is_time(msg.dead_lettered_at)) or (
-            msg.dead_lettered_reason is not None and type(msg.dead_lettered_reason) is not str):
-        return None
-    return msg
-
-
-_INFINITY = float("inf")
-
-
-def _is_time(value):
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and 0 <= value < _INFINITY)
 
 
 def _is_kind(path, test):

@@ -23,7 +23,7 @@ Exit status:
 0     success
 1     error: missing root or queue, message not found, filesystem error
 2     usage error: unknown command or option, invalid value, bad JSON
-3     nothing to consume: the queue was empty
+3     nothing to consume or show: the queue was empty
 ====  ===============================================================
 
 Every error is one line on stderr; ``-d`` adds the traceback and debug logs.
@@ -39,7 +39,7 @@ import sys
 from . import __version__
 from .broker import broker
 from .errors import DdmqError, InvalidInputError, QueueNotFoundError, RootError
-from .message import message
+from .message import json_payload, message
 from .names import READY_NAME, WORK_NAME, check_queue_name
 
 EXIT_OK = 0
@@ -57,6 +57,8 @@ create    Create a queue
 delete    Delete a queue
 publish   Publish message to queue
 consume   Consume message from queue
+pop       Consume and delete message from queue (at most once)
+peek      Show waiting messages without consuming them
 ack       Positively acknowledge a message
 nack      Negatively acknowledge a message (possibly requeue)
 del_msg   Delete the specified message
@@ -237,7 +239,13 @@ def _build_queues(verb, force):
 def _build_publish(parser):
     _add_root(parser)
     parser.add("queue", type=_queue_name, help="queue to publish to")
-    parser.add("message", help="message text (quote it; put -- before it if it starts with -)")
+    payload = parser.add_mutually_exclusive_group(required=True)
+    for action in (
+            payload.add_argument("message", nargs="?", help="message text (quote it; put -- "
+                                 "before it if it starts with -)"),
+            payload.add_argument("--file", metavar="PATH", help="publish the bytes of this file "
+                                 "(- for stdin) as the message, instead of a text")):
+        parser.keys[action.dest] = action
     parser.add("-p", "--priority", type=_natural, metavar="N",
                help="priority of the message, an integer >= 0 (lower is served first)")
     parser.add("-t", "--timeout", type=_natural, metavar="SECONDS",
@@ -263,6 +271,14 @@ def _build_consume(parser):
     _add_skip_cleaning(parser, "consume")
     _add_common(parser, "create the root folder and the queue if missing",
                 silent="do not report an empty queue on stderr")
+
+
+def _build_peek(parser):
+    _add_root(parser)
+    parser.add("queue", type=_queue_name, help="queue to look into")
+    parser.add("-n", type=_positive, default=1, metavar="N",
+               help="number of messages to show (default 1)")
+    _add_common(parser, None, silent="do not report an empty queue or corrupt files on stderr")
 
 
 def _build_settle(verb, requeue_help):
@@ -321,9 +337,23 @@ def _require_queues(b, queues):
 
 
 def _message_record(msg):
-    """Return a message's fields as a dict in the order of MESSAGE_FIELDS."""
+    """Return a message's fields as a dict in the order of MESSAGE_FIELDS.
+
+    A bytes payload is shown as its file holds it: base64 text, followed by
+    ``message_encoding: base64``; a payload left encoded by a codec is
+    followed by ``message_codec``.
+    """
+    if msg.corrupt:
+        return {"queue": msg.queue, "filename": msg.filename, "corrupt": True}
     data = msg.to_dict()
-    return {key: data[key] for key in MESSAGE_FIELDS}
+    record = {"message": data["message"]}
+    if isinstance(record["message"], (bytes, bytearray)):
+        record["message"], record["message_encoding"] = json_payload(record["message"])
+    if msg.codec is not None:
+        record["message_codec"] = msg.codec
+    for key in MESSAGE_FIELDS[1:]:
+        record[key] = data[key]
+    return record
 
 
 def _plain_message(record):
@@ -378,28 +408,65 @@ def delete(args):
                                       else "queue {queue} does not exist (skipped)").format(**r))
 
 
+def _read_payload(path):
+    """Return the bytes of the file ``path``, or of stdin if it is '-'."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise InvalidInputError("cannot read --file {}: {}".format(path, exc.strerror or exc),
+                                "invalid") from None
+
+
 def publish(args):
-    """Publish one message."""
+    """Publish one message: a text, or the bytes of --file."""
+    payload = args.message if args.file is None else _read_payload(args.file)
     b = _open_broker(args)
     requeue = True if args.requeue or args.requeue_prio is not None else None
-    msg = b.publish(args.queue, msg_text=args.message, priority=args.priority,
+    msg = b.publish(args.queue, msg_text=payload, priority=args.priority,
                     requeue=requeue, requeue_prio=args.requeue_prio, timeout=args.timeout,
                     requeue_limit=args.requeue_limit, dead_letter=args.dead_letter,
                     skip_cleaning=args.skip_cleaning)
     return Output([_message_record(msg)], _plain_message)
 
 
-def consume(args):
-    """Consume up to -n messages; an empty queue is exit status 3."""
-    b = _open_broker(args)
-    msgs = b.consume(args.queue, n=args.n, skip_cleaning=args.skip_cleaning)
+def _messages_output(verb, args, msgs):
+    """Return the Output of messages from consume, pop or peek; none is exit status 3."""
     if args.n == 1:
         msgs = [] if msgs is None else [msgs]
     if not msgs:
         if not args.s:
-            sys.stderr.write("ddmq consume: no message in queue {!r}\n".format(args.queue))
+            sys.stderr.write("ddmq {}: no message in queue {!r}\n".format(verb, args.queue))
         return Output([], _plain_message, EXIT_EMPTY)
     return Output([_message_record(msg) for msg in msgs], _plain_message)
+
+
+def consume(args):
+    """Consume up to -n messages; an empty queue is exit status 3."""
+    b = _open_broker(args)
+    return _messages_output("consume", args,
+                            b.consume(args.queue, n=args.n, skip_cleaning=args.skip_cleaning))
+
+
+def pop(args):
+    """Consume and delete up to -n messages (at most once); an empty queue is exit status 3."""
+    b = _open_broker(args)
+    return _messages_output("pop", args,
+                            b.pop(args.queue, n=args.n, skip_cleaning=args.skip_cleaning))
+
+
+def peek(args):
+    """Show up to -n waiting messages without consuming them; an empty queue is exit status 3."""
+    b = _open_broker(args)
+    output = _messages_output("peek", args, b.peek(args.queue, n=args.n))
+    for record in output.records:
+        if record.get("corrupt") and not args.s:
+            sys.stderr.write("ddmq peek: warning: message file {} of queue {!r} is corrupt (left "
+                             "in place; a consumer will quarantine it)\n".format(
+                                 record["filename"], args.queue))
+    return output
 
 
 def _settle(args, verb):
@@ -503,6 +570,10 @@ COMMANDS = {
                       delete),
     "publish": Command("Publish a message to a queue", _build_publish, publish),
     "consume": Command("Consume message(s) from a queue", _build_consume, consume),
+    "pop": Command("Consume message(s) from a queue and delete them at once: at most once "
+                   "delivery, a message is lost if its consumer fails", _build_consume, pop),
+    "peek": Command("Show the waiting message(s) of a queue in serving order without consuming "
+                    "them", _build_peek, peek),
     "ack": Command("Positively acknowledge consumed message(s): delete them",
                    _build_settle("ack", "requeue the messages instead of deleting them"), ack),
     "nack": Command("Negatively acknowledge consumed message(s): requeue or delete them",
@@ -558,13 +629,14 @@ def _render_table(records):
 
 # Running.
 
-_FORCE = ("view", "create", "delete", "publish", "consume", "purge", "clean")  # have -f
+_FORCE = ("view", "create", "delete", "publish", "consume", "pop", "purge", "clean")  # have -f
 _FORCE_HINT = " (use -f to create it)"
+_SHOWN_WHEN_SILENT = ("consume", "pop", "peek")  # their -s only silences "empty"
 
 def _execute(name, args):
     """Run subcommand ``name`` with parsed ``args`` and print its output; return its status."""
     output = COMMANDS[name].run(args)
-    if name == "consume" or not getattr(args, "s", False):
+    if name in _SHOWN_WHEN_SILENT or not getattr(args, "s", False):
         sys.stdout.write(render(output, args.format))
         sys.stdout.flush()
     return output.status

@@ -47,3 +47,10 @@ class MessageNotFoundError(DdmqError):
 
 class LeaseLostError(MessageNotFoundError):
     """A consumed message's lease could not be renewed: another process took it ("lost")."""
+
+
+class CodecError(DdmqError):
+    """A broker's codec could not encode or decode a message payload ("codec")."""
+
+    filename = None   # the file of the message that failed to decode
+    messages = ()     # the messages taken before it by the same call

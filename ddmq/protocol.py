@@ -31,13 +31,15 @@ CLAIMED     write WRITING in another queue,      READY there (dead-letter move,
             then unlink CLAIMED                  unlink the claimed file
 CLAIMED     rename into .quarantine/             CORRUPT
 READY       unlink                               gone (purge, delete)
+READY       read in place (peek)                 READY (nothing changes)
 ==========  ===================================  ============================
 
 Races (``RACE:`` below) are decided by the filesystem: of several processes
 renaming or unlinking the same name, one succeeds and the others get ENOENT
 (or ESTALE from a network filesystem); the losers move on.  A file is read
-only after its claimant owns it, and a published file is complete before
-its name appears, so a reader never sees a partial message.
+only after its claimant owns it (or, by a peek, in place, without claiming
+it), and a published file is complete before its name appears, so a reader
+never sees a partial message.
 
 Crashes leave at worst a redelivery: a writer killed mid-publish leaves only
 a private ``.tmp`` file (removed by ``clean`` once stale); a claimant killed
@@ -72,7 +74,7 @@ QUARANTINE_DIR = ".quarantine"
 # (names never contain a separator): several times cheaper than
 # os.path.join, which a consume would otherwise call a dozen times.
 
-_READ_SIZE = 1 << 16      # bytes per read of a claimed message file
+_READ_SIZE = 1 << 16      # bytes per read of a message file
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK   # never follow, never block
 
 # errno values that mean "another process got there first": the name is gone
@@ -253,7 +255,24 @@ def read_claimed(queue_dir, work):
     symlink, FIFO, device) reads as empty, so it is quarantined as corrupt:
     a symlink is never followed and a FIFO never blocks the reader.
     """
-    path = "{}/{}/{}".format(queue_dir, WORK_DIR, work)
+    return _read("{}/{}/{}".format(queue_dir, WORK_DIR, work), "claimed")
+
+
+def read_ready(queue_dir, ready):
+    """Return the bytes of the waiting message ``ready``, read in place: READY stays READY.
+
+    Raises FileNotFoundError if it is gone.  RACE: a consumer may claim it
+    meanwhile; then it is gone (ENOENT, or ESTALE from a network
+    filesystem), or its contents are read all the same: the file was
+    complete before its name appeared and never changes.  As for
+    :func:`read_claimed`, a non-regular entry reads as empty, a symlink is
+    never followed and a FIFO never blocks.
+    """
+    return _read(queue_dir + "/" + ready, "waiting")
+
+
+def _read(path, state):
+    """Return the bytes of the message file at ``path`` (a ``state`` message, for errors)."""
     try:
         fd = os.open(path, _READ_FLAGS)
         try:
@@ -274,7 +293,7 @@ def read_claimed(queue_dir, work):
         return chunks[0] if len(chunks) == 2 else b"".join(chunks)
     except OSError as exc:
         if lost_race(exc):
-            raise FileNotFoundError(errno.ENOENT, "claimed message is gone", path) from None
+            raise FileNotFoundError(errno.ENOENT, state + " message is gone", path) from None
         if exc.errno == errno.ELOOP:
             return b""  # a symlink with a message's name
         raise storage_error(exc, "read", path) from None

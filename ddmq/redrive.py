@@ -13,6 +13,7 @@ into the dead-letter queue unchanged (a fresh READY name of its own).
 
 from . import names, protocol
 from .errors import InvalidInputError, QueueNotFoundError
+from .message import to_file
 
 
 def redrive(b, dead_queue, to=None, n=None):
@@ -39,13 +40,13 @@ def redrive(b, dead_queue, to=None, n=None):
         msg.queue_number = names.new_queue_number()
         if target is None:
             ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
-            protocol.requeue(dq.dir, work, ready, b._encode_message(msg), fsync)
+            protocol.requeue(dq.dir, work, ready, to_file(msg), fsync)
             dq.offer(ready)
             continue
         msg.queue, msg.requeue_counter = target.name, 0
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
         msg.filename = target.name + "/" + ready
-        protocol.move(dq.dir, work, target.dir, ready, b._encode_message(msg),
+        protocol.move(dq.dir, work, target.dir, ready, to_file(msg),
                       fsync or target.settings["fsync"])
         target.offer(ready)
         moved.append(msg)

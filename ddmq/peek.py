@@ -1,0 +1,60 @@
+"""Peek: the waiting messages of a queue in serving order, read in place, never claimed.
+
+A peek lists the queue folder as a consumer's scan does, keeping only the
+best names (:func:`ddmq.scanner.best_ready_names`, so memory stays bounded
+by the number asked for, whatever the depth), and reads each file where it
+is (:func:`ddmq.protocol.read_ready`): nothing is renamed, nothing written,
+so consumers never notice a peek.
+
+RACE: a consumer may claim a message between the listing and the read; the
+file is then gone and the peek moves on to the next name, so it never
+returns a message twice nor a partial one.  When taken names leave fewer
+than ``n`` messages, the folder is listed again for twice as many names,
+and only names after the last one shown are read.  A message claimed while
+it is being read may still be shown: a peek is a snapshot, not a claim.
+
+A file that is not a valid message is never moved (that is a consumer's
+job, which owns the file once it has claimed it): it is returned as a
+stand-in :class:`~ddmq.message.message` with ``corrupt`` True, its
+``filename`` and the ``id``, ``priority`` and ``queue_number`` of its name,
+and ``message`` None.  It takes a place among the ``n``, as it does in the
+serving order.
+"""
+
+from .message import from_file, message
+from .names import READY_NAME, ready_sort_key
+from .protocol import read_ready, retry_stale
+from .scanner import best_ready_names
+
+
+def peek(queue_dir, queue, n):
+    """Return up to ``n`` waiting messages of ``queue`` (folder ``queue_dir``) in serving order."""
+    found, last, limit = [], None, n
+    while True:
+        names = retry_stale(best_ready_names, queue_dir, limit)
+        for name in names:
+            key = ready_sort_key(name)
+            if last is not None and key <= last:
+                continue  # shown already, or passed over as taken
+            last = key
+            try:
+                data = read_ready(queue_dir, name)
+            except FileNotFoundError:
+                continue  # RACE: consumed or purged since the listing
+            found.append(_message(data, queue, name))
+            if len(found) == n:
+                return found
+        if len(names) < limit:
+            return found  # the folder holds no more waiting names
+        limit *= 2
+
+
+def _message(data, queue, name):
+    msg = from_file(data)
+    if msg is None:
+        priority, number, msg_id = READY_NAME.match(name).groups()
+        msg = message(queue=queue, id=msg_id, priority=int(priority), queue_number=number)
+        msg.corrupt = True
+    msg.queue = queue
+    msg.filename = name
+    return msg
