@@ -11,6 +11,7 @@ import time
 import pytest
 
 import ddmq
+from ddmq.message import to_file
 import lifecycle_worker
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lifecycle_worker.py")
@@ -100,7 +101,7 @@ def test_redrive_beside_consumers_of_both_queues_moves_each_message_once(tmp_pat
         msg = b.get_message(path)
         msg.dead_lettered_from = "q"
         with open(path, "wb") as handle:
-            handle.write(b._encode_message(msg))
+            handle.write(to_file(msg))
     logs = {queue: str(tmp_path / ("log-" + queue)) for queue in ("q", "dlq")}
     workers = [_start(root, "q", logs["q"], stop), _start(root, "dlq", logs["dlq"], stop)]
     deadline = time.monotonic() + 30
