@@ -13,6 +13,7 @@ between them.  Methods and defaults follow the original ddmq 0.9.14 API.
 """
 
 import json
+import math
 import numbers
 import os
 import stat
@@ -72,7 +73,8 @@ STALE_TEMP_AGE = 3600      # seconds after which a .tmp file is a dead writer's 
 _ROOT_CONFIG_TEXT = "".join(
     ["# ddmq root settings: they override the defaults for every queue in this root.\n",
      "# Uncomment a line to change it; a queue's own ddmq.yaml overrides this file.\n"]
-    + ["# {}: {}\n".format(key, "null" if value is None else json.dumps(value))
+    + ["# {}: {}    # {}\n".format(key, "null" if value is None else json.dumps(value),
+                                   settings.MEANINGS.get(key, ""))
        for key, value in settings.DEFAULTS.items() if key != "cleaned"])
 _QUEUE_CONFIG_TEXT = ("# ddmq queue settings: they override the root's ddmq.yaml for this queue.\n"
                       "# See the root's ddmq.yaml for the keys.\n")
@@ -94,6 +96,16 @@ def _check_optional_seconds(name, value):
                                   and value >= 0):
         raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
             name, value), "invalid")
+
+
+def _check_delay(delay, now, what="delay"):
+    """Raise InvalidInputError unless ``delay`` is None or seconds >= 0 that end in a name's range."""
+    if delay is None:
+        return
+    if not (isinstance(delay, numbers.Real) and not isinstance(delay, bool) and delay >= 0):
+        raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
+            what, delay), "invalid")
+    names.check_due(now + delay, what)
 
 
 def _wants_cleaning(clean, skip_cleaning):
@@ -222,7 +234,7 @@ class broker:
         log.info("Deleting queue %s", queue)
         self.purge_queue(queue)
         try:
-            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR):
+            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR, protocol.DELAYED_DIR):
                 path = os.path.join(queue_dir, folder)
                 for name in _listdir(path):
                     os.unlink(os.path.join(path, name))
@@ -239,7 +251,10 @@ class broker:
         return True
 
     def purge_queue(self, queue):
-        """Delete every message of ``queue``; return [waiting deleted, claimed deleted]."""
+        """Delete every message of ``queue``; return [waiting deleted, claimed deleted].
+
+        Delayed messages are deleted too and counted as waiting.
+        """
         queue_dir = self._existing_queue_dir(queue)
         work_dir = os.path.join(queue_dir, protocol.WORK_DIR)
         log.info("Purging queue %s", queue)
@@ -247,6 +262,9 @@ class broker:
                       for name in _listdir(queue_dir) if names.READY_NAME.match(name))
         claimed = sum(protocol.remove(work_dir, name)
                       for name in _listdir(work_dir) if names.WORK_NAME.match(name))
+        delayed_dir = os.path.join(queue_dir, protocol.DELAYED_DIR)
+        waiting += sum(protocol.remove(delayed_dir, name)
+                       for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
         return [waiting, claimed]
 
     def list_queues(self):
@@ -261,6 +279,15 @@ class broker:
         waiting = sorted(filter(None, map(names.ready_sort_key, _listdir(queue_dir))))
         work = _listdir(os.path.join(queue_dir, protocol.WORK_DIR))
         return [key[-1] for key in waiting], sorted(n for n in work if names.WORK_NAME.match(n))
+
+    def get_delayed_list(self, queue):
+        """Return the delayed messages of ``queue`` (file names in ``delayed/``), soonest due first.
+
+        Names whose due time has passed are waiting to be promoted by the
+        next consume or clean.
+        """
+        delayed_dir = os.path.join(self._existing_queue_dir(queue), protocol.DELAYED_DIR)
+        return sorted(name for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
 
     def get_queue_number(self):
         """Return a new queue number: the epoch time without its decimal point, 19 digits."""
@@ -345,6 +372,7 @@ class broker:
         cleaning = _wants_cleaning(clean, skip_cleaning)
         if cleaning:
             self._clean_before(q)
+        self._promote_due(q)
         consumed = self._claim(q, n)
         if not consumed and wait:
             from . import wait as waiting  # not at the top: start-up time of plain commands
@@ -352,6 +380,7 @@ class broker:
             def attempt():
                 if cleaning:
                     self._clean_before(q)  # a long wait still requeues expired messages
+                self._promote_due(q)       # and still serves delayed messages once due
                 return self._claim(q, n)
 
             consumed = waiting.wait_for(attempt, wait, q.dir, q.settings["poll_interval"])
@@ -363,6 +392,22 @@ class broker:
         if n == 1:
             return consumed[0] if consumed else None
         return consumed
+
+    def _promote_due(self, q, force=False):
+        """Make the due delayed messages of the Queue ``q`` waiting (see :mod:`ddmq.delayed`)."""
+        now = self.clock()
+        due = q.delayed.due(now, force)
+        if not due:
+            return 0
+        lease = now + TAKE_OVER_GRACE + q.settings["clock_skew"]
+        promoted = 0
+        for name in due:
+            ready = protocol.promote(q.dir, name, lease, q.settings["fsync"])
+            if ready is not None:
+                q.offer(ready)
+                promoted += 1
+        log.debug("Promoted %d due message(s) of %s", promoted, q.name)
+        return promoted
 
     def _claim(self, q, n):
         """Claim and read up to ``n`` waiting messages of the Queue ``q``; return them."""
@@ -432,15 +477,18 @@ class broker:
         return acked
 
     def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None,
-             reason=None):
+             reason=None, delay=None):
         """Negatively acknowledge consumed messages: requeue or delete them.
 
         ``requeue`` True forces a requeue, False a delete; None follows the
         message's and the queue's ``requeue`` and ``requeue_limit``.  Takes the
         same message arguments as :meth:`ack`; returns the names nacked.
         ``reason`` (text, cut to 4096 characters) is recorded in each
-        message as its ``last_nack_reason``.
+        message as its ``last_nack_reason``.  A requeued message is not
+        served again for ``delay`` seconds (default: the queue's
+        ``requeue_delay`` with its backoff, see :func:`ddmq.settle.retry_delay`).
         """
+        _check_delay(delay, self.clock())
         try:
             reason = history.check_reason(reason)
         except TypeError as exc:
@@ -451,7 +499,7 @@ class broker:
             self._clean_before(q)
         nacked = []
         for work in msg_files:
-            if self._settle(q, work, requeue, reason):
+            if self._settle(q, work, requeue, reason, delay):
                 nacked.append(work)
             else:
                 self._check_queue_folder(q)
@@ -523,6 +571,7 @@ class broker:
                 return False
         q.last_cleaned = now
         log.info("Cleaning queue %s", q.name)
+        self._promote_due(q, force=True)
         for work in _listdir(q.work_dir):
             parsed = names.parse_work_name(work)
             if parsed and parsed[0] + conf["clock_skew"] < now:
@@ -584,13 +633,14 @@ class broker:
 
     # Helpers
 
-    def _settle(self, q, work, requeue, reason=None):
+    def _settle(self, q, work, requeue, reason=None, delay=None):
         """Take over the claimed message ``work`` of the Queue ``q`` and settle it.
 
         ``requeue`` True or False forces the choice; None follows the
         message's settings and its requeue limit (see :mod:`ddmq.settle`).
-        ``reason`` is recorded as the message's ``last_nack_reason``.
-        Returns False if another process took the message first.
+        ``reason`` is recorded as the message's ``last_nack_reason``;
+        ``delay`` (seconds) overrides the queue's retry delay.  Returns
+        False if another process took the message first.
         """
         conf = q.settings
         owned = protocol.take_over(q.dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
@@ -602,7 +652,7 @@ class broker:
             return True  # quarantined: nothing left to requeue
         timeout = msg.timeout if msg.timeout is not None else conf["message_timeout"]
         history.ended(msg, names.parse_work_name(work)[0], timeout, self.clock(), reason)
-        decision = settle.decide(msg, conf, requeue, q.name)
+        decision = settle.decide(msg, conf, requeue, q.name, delay)
         if decision.action == settle.DEAD_LETTER:
             self._dead_letter(q, owned, msg, decision)
             return True
@@ -614,6 +664,17 @@ class broker:
         msg.priority = decision.priority
         msg.queue_number = names.new_queue_number()
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
+        if decision.delay:
+            msg.not_before = min(self.clock() + decision.delay, names.LAST_SECOND)
+            due = math.ceil(msg.not_before)
+            delayed = names.delayed_name(due, ready)
+            msg.filename = "{}/{}/{}".format(q.name, protocol.DELAYED_DIR, delayed)
+            log.info("Requeuing %s/%s as %s, due in %.3f s", q.name, work, delayed,
+                     decision.delay)
+            protocol.requeue_delayed(q.dir, owned, delayed, _encode(msg.to_dict()),
+                                     conf["fsync"])
+            q.delayed.note(due)
+            return True
         msg.filename = "{}/{}".format(q.name, ready)
         log.info("Requeuing %s/%s as %s", q.name, work, ready)
         protocol.requeue(q.dir, owned, ready, _encode(msg.to_dict()), conf["fsync"])
@@ -707,8 +768,10 @@ class broker:
             if not path.filename or not path.queue:
                 raise InvalidInputError("message has no queue or file name", "invalid")
             name = os.path.basename(path.filename)
-            path = os.path.join(path.queue, protocol.WORK_DIR if names.WORK_NAME.match(name)
-                                else "", name)
+            folder = os.path.basename(os.path.dirname(path.filename))
+            if folder != protocol.DELAYED_DIR:
+                folder = protocol.WORK_DIR if names.WORK_NAME.match(name) else ""
+            path = os.path.join(path.queue, folder, name)
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidInputError("expected a message path, not {!r}".format(path), "invalid")
         path = os.fspath(path)
@@ -719,6 +782,9 @@ class broker:
             parent = os.path.realpath(os.path.dirname(candidate))
             if names.WORK_NAME.match(name) and os.path.basename(parent) == protocol.WORK_DIR:
                 queue_dir, directory = os.path.dirname(parent), protocol.WORK_DIR
+            elif (names.DELAYED_NAME.match(name)
+                  and os.path.basename(parent) == protocol.DELAYED_DIR):
+                queue_dir, directory = os.path.dirname(parent), protocol.DELAYED_DIR
             elif names.READY_NAME.match(name):
                 queue_dir, directory = parent, ""
             else:
@@ -789,7 +855,7 @@ class broker:
 
     def _foreign_entries(self, queue_dir):
         known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,
-                 protocol.QUARANTINE_DIR}
+                 protocol.QUARANTINE_DIR, protocol.DELAYED_DIR}
         for name in _listdir(queue_dir):
             if name not in known and not names.READY_NAME.match(name) \
                     and not name.startswith("." + settings.CONFIG_NAME):
@@ -797,6 +863,9 @@ class broker:
         for name in _listdir(os.path.join(queue_dir, protocol.WORK_DIR)):
             if not names.WORK_NAME.match(name):
                 yield protocol.WORK_DIR + "/" + name
+        for name in _listdir(os.path.join(queue_dir, protocol.DELAYED_DIR)):
+            if not names.DELAYED_NAME.match(name):
+                yield protocol.DELAYED_DIR + "/" + name
 
     def _forget(self, queue):
         self._queues.pop(queue, None)
@@ -885,6 +954,8 @@ def _decode(data):
     for queue in (msg.dead_letter, msg.dead_lettered_from):
         if queue is not None and not (type(queue) is str and names.QUEUE_NAME.match(queue)):
             return None
+    if msg.not_before is not None and not _is_time(msg.not_before):
+        return None
     if (msg.dead_lettered_at is not None and not _is_time(msg.dead_lettered_at)) or (
             msg.dead_lettered_reason is not None and type(msg.dead_lettered_reason) is not str):
         return None

@@ -155,6 +155,17 @@ def _positive(text):
     return value
 
 
+def _seconds(text):
+    """Return ``text`` as a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):   # also NaN
+        raise argparse.ArgumentTypeError("must be a number of seconds >= 0, not {!r}".format(text))
+    return value
+
+
 def _queue_name(text):
     """Return ``text`` if it is a valid queue name."""
     try:
@@ -276,6 +287,9 @@ def _build_settle(verb, requeue_help):
         if verb == "nack":
             parser.add("--reason", metavar="TEXT",
                        help="why the messages failed, kept in each as its last_nack_reason")
+            parser.add("--delay", type=_seconds, metavar="SECONDS",
+                       help="serve a requeued message again only after this many seconds "
+                            "(default: the queue's requeue_delay)")
         _add_skip_cleaning(parser, verb)
         _add_common(parser, None)
     return build
@@ -409,7 +423,8 @@ def _settle(args, verb):
     if verb == "ack":
         done = b.ack(args.queue, args.msg_files, **options)
     else:
-        done = b.nack(args.queue, args.msg_files, reason=args.reason, **options)
+        done = b.nack(args.queue, args.msg_files, reason=args.reason, delay=args.delay,
+                      **options)
     lost = [name for name in args.msg_files if name not in done]
     for name in lost:
         sys.stderr.write("ddmq {}: error: consumed message {} of queue {!r} is gone: already "

@@ -33,6 +33,7 @@ FIELDS = (
     "dead_lettered_from",
     "dead_lettered_at",
     "dead_lettered_reason",
+    "not_before",
 )
 _FIELD_SET = frozenset(FIELDS)
 
@@ -53,7 +54,8 @@ class message:
     ``dead_letter`` is the message's own dead-letter queue (None: the
     queue's setting).  A message moved to a dead-letter queue carries
     ``dead_lettered_from`` (its queue), ``dead_lettered_at`` (epoch
-    seconds) and ``dead_lettered_reason``.
+    seconds) and ``dead_lettered_reason``.  ``not_before`` is the epoch
+    time before which it was not to be served (a publish or retry delay).
     """
 
     def __init__(self, queue=None, message=None, timeout=None, id=None, priority=None,
@@ -61,7 +63,7 @@ class message:
                  requeue_limit=None, requeue_prio=None, published_at=None, delivery_count=None,
                  first_delivered_at=None, last_delivered_at=None, last_nack_reason=None,
                  dead_letter=None, dead_lettered_from=None, dead_lettered_at=None,
-                 dead_lettered_reason=None):
+                 dead_lettered_reason=None, not_before=None):
         self.queue = queue
         self.message = message
         self.timeout = timeout
@@ -82,6 +84,7 @@ class message:
         self.dead_lettered_from = dead_lettered_from
         self.dead_lettered_at = dead_lettered_at
         self.dead_lettered_reason = dead_lettered_reason
+        self.not_before = not_before
 
     def __repr__(self):
         return "\n".join("{} = {}".format(key, getattr(self, key)) for key in sorted(FIELDS))

@@ -1,0 +1,186 @@
+"""Retry delays and delayed delivery: kept in delayed/, promoted exactly once when due."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import ddmq
+from ddmq import delayed as delayed_module
+from ddmq import protocol
+from conftest import snapshot
+
+
+class Clock:
+    def __init__(self, now=1_800_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clocked(root):
+    clock = Clock()
+    b = ddmq.broker(root, create=True, clock=clock)
+    b.create_queue("q")
+    return b, clock
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "ddmq"] + list(args), capture_output=True,
+                          text=True, timeout=60)
+
+
+# Retry delays.
+
+def test_the_retry_delay_grows_by_the_backoff_up_to_its_cap(clocked):
+    b, clock = clocked
+    b.update_settings_file("q", {"requeue_delay": 10, "requeue_backoff": 2,
+                                 "requeue_delay_max": 25})
+    b.publish("q", "x")
+    for expected in (10, 20, 25, 25):
+        msg = b.consume("q")
+        b.nack(msg)
+        assert b.consume("q") is None
+        (name,) = b.get_delayed_list("q")
+        assert int(name[:10]) == math.ceil(clock.now + expected)
+        clock.now += expected - 1
+        assert b.consume("q") is None           # not a second early
+        clock.now += 1
+    assert b.consume("q").requeue_counter == 4
+    assert b.get_delayed_list("q") == []
+
+
+def test_an_explicit_delay_beats_the_setting_and_zero_means_at_once(clocked):
+    b, clock = clocked
+    b.update_settings_file("q", {"requeue_delay": 100})
+    b.publish("q", "x")
+    b.nack(b.consume("q"), delay=0)
+    msg = b.consume("q")
+    assert msg is not None
+    b.nack(msg, delay=5)
+    clock.now += 5
+    again = b.consume("q")
+    assert again.not_before == pytest.approx(clock.now)
+    assert again.priority == 0                   # served in its requeue priority's place
+
+
+def test_an_expired_message_waits_its_retry_delay_too(clocked):
+    b, clock = clocked
+    b.update_settings_file("q", {"requeue_delay": 30})
+    b.publish("q", "x", timeout=10)
+    b.consume("q")
+    clock.now += 11
+    b.clean("q", force=True)
+    assert b.consume("q") is None
+    clock.now += 30
+    assert b.consume("q").last_nack_reason == "lease expired"
+
+
+@pytest.mark.parametrize("delay", [-1, float("nan"), float("inf"), 1e12, "5", True])
+def test_a_bad_nack_delay_is_refused_changing_nothing(clocked, delay):
+    b, _ = clocked
+    b.publish("q", "x")
+    msg = b.consume("q")
+    before = snapshot(b.root)
+    with pytest.raises(ddmq.errors.InvalidInputError):
+        b.nack(msg, delay=delay)
+    assert snapshot(b.root) == before
+
+
+@pytest.mark.parametrize("values", [{"requeue_delay": -1}, {"requeue_backoff": 0.5},
+                                    {"requeue_delay_max": "1h"}, {"requeue_delay": 1e10}])
+def test_bad_delay_settings_are_config_errors(clocked, values):
+    b, _ = clocked
+    with pytest.raises(ddmq.errors.ConfigError):
+        b.update_settings_file("q", values)
+
+
+def test_cli_nack_delay(root):
+    assert _cli("publish", "-f", root, "q", "job").returncode == 0
+    consumed = json.loads(_cli("consume", "--format", "json", root, "q").stdout)
+    assert _cli("nack", "--delay", "-1", root, "q", consumed["filename"]).returncode == 2
+    result = _cli("nack", "--delay", "300", root, "q", consumed["filename"])
+    assert result.returncode == 0, result.stderr
+    assert _cli("consume", "-s", root, "q").returncode == 3
+    assert len(ddmq.broker(root).get_delayed_list("q")) == 1
+
+
+# Promotion.
+
+def test_consume_does_not_list_delayed_messages_on_every_call(clocked, monkeypatch):
+    b, clock = clocked
+    b.publish_many("q", ["later"] * 50)
+    for msg in b.consume("q", n=50):
+        b.nack(msg, delay=3600)
+    b.publish_many("q", list(range(200)))
+    listed = []
+    real = os.listdir
+
+    def counting(path="."):
+        if str(path).endswith("/delayed"):
+            listed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(delayed_module.os, "listdir", counting)
+    for _ in range(200):
+        b.ack(b.consume("q"))
+    assert len(listed) <= 1
+    clock.now += 3600
+    assert len(b.consume("q", n=100)) == 50      # the earliest due time passed: listed, promoted
+    assert 1 <= len(listed) <= 2
+
+
+def test_a_due_message_is_promoted_once_among_brokers(root):
+    clock = Clock()
+    first = ddmq.broker(root, create=True, clock=clock)
+    second = ddmq.broker(root, clock=clock)
+    first.publish("q", "x")
+    first.nack(first.consume("q"), delay=10)
+    clock.now += 10
+    assert first._promote_due(first._queue("q"), force=True) == 1
+    assert second._promote_due(second._queue("q"), force=True) == 0
+    assert second.consume("q").message == "x"
+    assert first.consume("q") is None
+
+
+def test_a_promoter_killed_between_its_two_renames_leaves_it_promotable_later(root, monkeypatch):
+    clock = Clock()
+    b = ddmq.broker(root, create=True, clock=clock)
+    b.publish("q", "x")
+    b.nack(b.consume("q"), delay=1)
+    clock.now += 1
+    moves = []
+    real = protocol._move
+
+    def die_on_second(source, destination, fsync):
+        moves.append(destination)
+        if len(moves) == 2:
+            raise KeyboardInterrupt
+        return real(source, destination, fsync)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(protocol, "_move", die_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            b.consume("q")
+    other = ddmq.broker(root, clock=clock)
+    assert other.consume("q") is None              # its promoter's lease holds it for a while
+    clock.now += 61
+    assert other.consume("q").message == "x"
+    assert other.get_delayed_list("q") == []
+
+
+@pytest.mark.timeout(60)
+def test_a_waiting_consumer_notices_a_message_falling_due(b):
+    b.publish("q", "x")
+    b.nack(b.consume("q"), delay=1.5)
+    started = time.monotonic()
+    msg = b.consume("q", wait=10)
+    assert msg is not None and msg.message == "x"
+    assert 1.0 <= time.monotonic() - started < 8
+
