@@ -108,6 +108,22 @@ def _check_delay(delay, now, what="delay"):
     names.check_due(now + delay, what)
 
 
+def _not_before(delay, not_before, now):
+    """Return the epoch time before which a new message is not served (None: at once)."""
+    if delay is not None and not_before is not None:
+        raise InvalidInputError("give delay or not_before, not both", "invalid")
+    if delay is not None:
+        _check_delay(delay, now)
+        return now + delay if delay else None
+    if not_before is not None:
+        if not (isinstance(not_before, numbers.Real) and not isinstance(not_before, bool)
+                and not_before >= 0):
+            raise InvalidInputError("not_before must be an epoch time in seconds >= 0, not "
+                                    "{!r}".format(not_before), "invalid")
+        names.check_due(not_before, "not_before")
+    return not_before
+
+
 def _wants_cleaning(clean, skip_cleaning):
     # Upstream later renamed clean=True to skip_cleaning=False; accept both.
     return clean if skip_cleaning is None else not skip_cleaning
@@ -297,7 +313,7 @@ class broker:
 
     def publish(self, queue, msg_text=None, priority=None, clean=True, requeue=None,
                 requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                skip_cleaning=None, message=None, dead_letter=None):
+                skip_cleaning=None, message=None, dead_letter=None, delay=None, not_before=None):
         """Publish a message to ``queue`` and return a copy of it.
 
         ``priority`` defaults to the queue's setting; ``requeue``,
@@ -305,17 +321,21 @@ class broker:
         the queue's settings when the message is nacked or expires.
         ``message`` is accepted as another name for ``msg_text``.
         ``dead_letter`` is the message's own dead-letter queue (default: the
-        queue's ``dead_letter`` setting).
+        queue's ``dead_letter`` setting).  ``delay`` (seconds) or
+        ``not_before`` (epoch seconds; not both) keep the message invisible
+        to consumers until then: it waits in the queue's ``delayed/``
+        folder and its ``filename`` is ``<queue>/delayed/<name>``.
         """
         text = msg_text if msg_text is not None else message
         return self._publish(queue, [text], _wants_cleaning(clean, skip_cleaning),
                              priority=priority, requeue=requeue, requeue_prio=requeue_prio,
                              timeout=timeout, requeue_counter=requeue_counter,
-                             requeue_limit=requeue_limit, dead_letter=dead_letter)[0]
+                             requeue_limit=requeue_limit, dead_letter=dead_letter, delay=delay,
+                             not_before=not_before)[0]
 
     def publish_many(self, queue, texts, priority=None, clean=True, requeue=None,
                      requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                     skip_cleaning=None, dead_letter=None):
+                     skip_cleaning=None, dead_letter=None, delay=None, not_before=None):
         """Publish every text of the iterable ``texts`` to ``queue``, in order; return the messages.
 
         Takes the options of :meth:`publish`, which apply to every message;
@@ -330,7 +350,8 @@ class broker:
         return self._publish(queue, list(texts), _wants_cleaning(clean, skip_cleaning),
                              priority=priority, requeue=requeue, requeue_prio=requeue_prio,
                              timeout=timeout, requeue_counter=requeue_counter,
-                             requeue_limit=requeue_limit, dead_letter=dead_letter)
+                             requeue_limit=requeue_limit, dead_letter=dead_letter, delay=delay,
+                             not_before=not_before)
 
     def _publish(self, queue, texts, clean, **options):
         """Check the per-message ``options`` once, then publish each of ``texts``.
@@ -342,6 +363,10 @@ class broker:
         if options["priority"] is None:
             options["priority"] = q.settings["priority"]
         _check_options(queue, options)
+        now = self.clock()
+        not_before = options["not_before"] = _not_before(options.pop("delay"),
+                                                         options["not_before"], now)
+        due = math.ceil(not_before) if not_before is not None and not_before > now else None
         if clean:
             self._clean_before(q)
         fsync = q.settings["fsync"]
@@ -349,8 +374,14 @@ class broker:
         for text in texts:
             msg, ready, data = _new_message(queue, "" if text is None else text, options,
                                             self.clock())
-            protocol.publish(q.dir, ready, data, fsync)
-            q.offer(ready)
+            if due is None:
+                protocol.publish(q.dir, ready, data, fsync)
+                q.offer(ready)
+            else:
+                delayed = names.delayed_name(due, ready)
+                protocol.delay(q.dir, delayed, data, fsync)
+                msg.filename = "{}/{}/{}".format(queue, protocol.DELAYED_DIR, delayed)
+                q.delayed.note(due)
             published.append(msg)
         log.debug("Published %d message(s) to %s", len(published), queue)
         return published

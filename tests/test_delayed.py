@@ -184,3 +184,82 @@ def test_a_waiting_consumer_notices_a_message_falling_due(b):
     assert msg is not None and msg.message == "x"
     assert 1.0 <= time.monotonic() - started < 8
 
+
+
+# Delayed delivery.
+
+def test_a_delayed_publish_is_invisible_until_due_then_served_in_its_priority_place(clocked):
+    b, clock = clocked
+    sent = b.publish("q", "urgent later", priority=1, delay=30)
+    assert sent.filename.startswith("q/delayed/") and sent.not_before == clock.now + 30
+    b.publish("q", "ordinary", priority=5)
+    assert b.get_message_list("q")[0] == [b.get_message_list("q")[0][0]]
+    assert len(b.get_delayed_list("q")) == 1
+    first = b.consume("q")
+    assert first.message == "ordinary"
+    b.publish("q", "ordinary 2", priority=5)
+    clock.now += 30
+    assert [m.message for m in b.consume("q", n=3)] == ["urgent later", "ordinary 2"]
+
+
+def test_not_before_is_absolute_and_a_past_one_is_served_at_once(clocked):
+    b, clock = clocked
+    b.publish_many("q", ["a", "b"], not_before=clock.now + 100)
+    b.publish("q", "now", not_before=clock.now - 5)
+    assert b.consume("q").message == "now"
+    clock.now += 99
+    assert b.consume("q") is None
+    clock.now += 1
+    assert [m.message for m in b.consume("q", n=5)] == ["a", "b"]
+
+
+def test_delayed_messages_can_be_read_deleted_purged_and_their_queue_deleted(clocked):
+    b, clock = clocked
+    sent = b.publish("q", "x", delay=60)
+    assert b.get_message(os.path.join(b.root, sent.filename)).message == "x"
+    assert b.delete_message(sent) is True
+    b.publish_many("q", ["y", "z"], delay=60)
+    b.publish("q", "w")
+    assert b.purge_queue("q") == [3, 0]
+    b.publish("q", "v", delay=60)
+    assert b.delete_queue("q") is True
+    assert "q" not in b.list_queues()
+
+
+@pytest.mark.parametrize("options", [
+    dict(delay=-0.5), dict(delay=float("nan")), dict(delay=float("inf")), dict(delay=1e11),
+    dict(delay="10"), dict(not_before=-1), dict(not_before=1e10), dict(not_before=float("nan")),
+    dict(delay=1, not_before=1_800_000_100)])
+def test_bad_publish_delays_are_refused_changing_nothing(clocked, options):
+    b, _ = clocked
+    before = snapshot(b.root)
+    with pytest.raises(ddmq.errors.InvalidInputError):
+        b.publish("q", "x", **options)
+    with pytest.raises(ddmq.errors.InvalidInputError):
+        b.publish_many("q", ["x"], **options)
+    assert snapshot(b.root) == before
+
+
+def test_a_damaged_not_before_is_quarantined(clocked):
+    b, _ = clocked
+    sent = b.publish("q", "x")
+    path = os.path.join(b.root, sent.filename)
+    with open(path) as handle:
+        fields = json.load(handle)
+    fields["not_before"] = "soon"
+    with open(path, "w") as handle:
+        json.dump(fields, handle)
+    assert b.consume("q") is None
+
+
+def test_cli_publish_delay_and_view_delayed(root):
+    assert _cli("publish", "-f", "--delay", "600", root, "q", "later").returncode == 0
+    assert _cli("publish", "--not_before", "1", root, "q", "past").returncode == 0
+    assert _cli("publish", "--delay", "nan", root, "q", "x").returncode == 2
+    assert _cli("publish", "--delay", "1e12", root, "q", "x").returncode == 2
+    view = json.loads(_cli("view", "--delayed", "--format", "json", root).stdout)
+    assert view == {"queue": "q", "waiting": 1, "work": 0, "delayed": 1}
+    assert json.loads(_cli("view", "--format", "json", root).stdout) == \
+        {"queue": "q", "waiting": 1, "work": 0}
+    assert json.loads(_cli("consume", "--format", "json", root, "q").stdout)["message"] == "past"
+    assert _cli("consume", "-s", root, "q").returncode == 3
