@@ -32,7 +32,8 @@ queue that nobody uses: they are promoted at its next consume or clean.
 import os
 import time
 
-from .names import DELAYED_NAME, SECONDS_DIGITS
+from .names import DELAYED_NAME, SECONDS_DIGITS, ready_sort_key
+from .protocol import retry_stale
 
 CHECK_INTERVAL = 1.0     # seconds between two looks (one stat) at delayed/
 RELIST_INTERVAL = 30.0   # seconds after which delayed/ is listed even if it looks unchanged
@@ -74,14 +75,19 @@ class DelayedIndex:
     def _list(self, now, mono):
         stamp = self._folder_stamp()   # before listing: a change during it shows next time
         try:
-            entries = os.listdir(self.folder)
+            # RACE: on a network filesystem a folder can answer ESTALE for a
+            # moment (another client replaced an entry); a fresh lookup works.
+            entries = retry_stale(os.listdir, self.folder)
         except FileNotFoundError:
             entries = []
         self._checked = self._listed = mono
         self._stamp = stamp
         # A name whose first 10 digits are at most now sorts before now + 1.
         limit = "{:0{}d}".format(int(now) + 1, SECONDS_DIGITS)
-        due = sorted(name for name in entries if name < limit and DELAYED_NAME.match(name))
+        # Due order, then (within one second, whatever the random nonces)
+        # the serving order they had when delayed: FIFO survives a delay.
+        due = sorted((name for name in entries if name < limit and DELAYED_NAME.match(name)),
+                     key=_due_order)
         later = [name for name in entries if name >= limit]
         first = min(later) if later else None
         if first is not None and not DELAYED_NAME.match(first):
@@ -94,3 +100,7 @@ class DelayedIndex:
         """Note a message this process just delayed until epoch second ``due``."""
         if self.next_due is None or due < self.next_due:
             self.next_due = due
+
+
+def _due_order(name):
+    return name[:SECONDS_DIGITS], ready_sort_key(DELAYED_NAME.match(name).group(2))
