@@ -13,6 +13,7 @@ between them.  Methods and defaults follow the original ddmq 0.9.14 API.
 """
 
 import json
+import math
 import numbers
 import os
 import stat
@@ -72,7 +73,8 @@ STALE_TEMP_AGE = 3600      # seconds after which a .tmp file is a dead writer's 
 _ROOT_CONFIG_TEXT = "".join(
     ["# ddmq root settings: they override the defaults for every queue in this root.\n",
      "# Uncomment a line to change it; a queue's own ddmq.yaml overrides this file.\n"]
-    + ["# {}: {}\n".format(key, "null" if value is None else json.dumps(value))
+    + ["# {}: {}    # {}\n".format(key, "null" if value is None else json.dumps(value),
+                                   settings.MEANINGS.get(key, ""))
        for key, value in settings.DEFAULTS.items() if key != "cleaned"])
 _QUEUE_CONFIG_TEXT = ("# ddmq queue settings: they override the root's ddmq.yaml for this queue.\n"
                       "# See the root's ddmq.yaml for the keys.\n")
@@ -94,6 +96,32 @@ def _check_optional_seconds(name, value):
                                   and value >= 0):
         raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
             name, value), "invalid")
+
+
+def _check_delay(delay, now, what="delay"):
+    """Raise InvalidInputError unless ``delay`` is None or seconds >= 0 that end in a name's range."""
+    if delay is None:
+        return
+    if not (isinstance(delay, numbers.Real) and not isinstance(delay, bool) and delay >= 0):
+        raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
+            what, delay), "invalid")
+    names.check_due(now + delay, what)
+
+
+def _not_before(delay, not_before, now):
+    """Return the epoch time before which a new message is not served (None: at once)."""
+    if delay is not None and not_before is not None:
+        raise InvalidInputError("give delay or not_before, not both", "invalid")
+    if delay is not None:
+        _check_delay(delay, now)
+        return now + delay if delay else None
+    if not_before is not None:
+        if not (isinstance(not_before, numbers.Real) and not isinstance(not_before, bool)
+                and not_before >= 0):
+            raise InvalidInputError("not_before must be an epoch time in seconds >= 0, not "
+                                    "{!r}".format(not_before), "invalid")
+        names.check_due(not_before, "not_before")
+    return not_before
 
 
 def _wants_cleaning(clean, skip_cleaning):
@@ -227,7 +255,7 @@ class broker:
         log.info("Deleting queue %s", queue)
         self.purge_queue(queue)
         try:
-            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR):
+            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR, protocol.DELAYED_DIR):
                 path = os.path.join(queue_dir, folder)
                 for name in _listdir(path):
                     os.unlink(os.path.join(path, name))
@@ -244,7 +272,10 @@ class broker:
         return True
 
     def purge_queue(self, queue):
-        """Delete every message of ``queue``; return [waiting deleted, claimed deleted]."""
+        """Delete every message of ``queue``; return [waiting deleted, claimed deleted].
+
+        Delayed messages are deleted too and counted as waiting.
+        """
         queue_dir = self._existing_queue_dir(queue)
         work_dir = os.path.join(queue_dir, protocol.WORK_DIR)
         log.info("Purging queue %s", queue)
@@ -252,6 +283,9 @@ class broker:
                       for name in _listdir(queue_dir) if names.READY_NAME.match(name))
         claimed = sum(protocol.remove(work_dir, name)
                       for name in _listdir(work_dir) if names.WORK_NAME.match(name))
+        delayed_dir = os.path.join(queue_dir, protocol.DELAYED_DIR)
+        waiting += sum(protocol.remove(delayed_dir, name)
+                       for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
         return [waiting, claimed]
 
     def list_queues(self):
@@ -267,6 +301,15 @@ class broker:
         work = _listdir(os.path.join(queue_dir, protocol.WORK_DIR))
         return [key[-1] for key in waiting], sorted(n for n in work if names.WORK_NAME.match(n))
 
+    def get_delayed_list(self, queue):
+        """Return the delayed messages of ``queue`` (file names in ``delayed/``), soonest due first.
+
+        Names whose due time has passed are waiting to be promoted by the
+        next consume or clean.
+        """
+        delayed_dir = os.path.join(self._existing_queue_dir(queue), protocol.DELAYED_DIR)
+        return sorted(name for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
+
     def get_queue_number(self):
         """Return a new queue number: the epoch time without its decimal point, 19 digits."""
         return names.new_queue_number()
@@ -275,7 +318,7 @@ class broker:
 
     def publish(self, queue, msg_text=None, priority=None, clean=True, requeue=None,
                 requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                skip_cleaning=None, message=None, dead_letter=None):
+                skip_cleaning=None, message=None, dead_letter=None, delay=None, not_before=None):
         """Publish a message to ``queue`` and return a copy of it.
 
         ``priority`` defaults to the queue's setting; ``requeue``,
@@ -285,17 +328,21 @@ class broker:
         payload is a JSON value or bytes (stored as base64, returned as
         bytes), or whatever the broker's codec encodes.  ``dead_letter`` is
         the message's own dead-letter queue (default: the queue's
-        ``dead_letter`` setting).
+        ``dead_letter`` setting).  ``delay`` (seconds) or ``not_before``
+        (epoch seconds; not both) keep the message invisible to consumers
+        until then: it waits in the queue's ``delayed/`` folder and its
+        ``filename`` is ``<queue>/delayed/<name>``.
         """
         text = msg_text if msg_text is not None else message
         return self._publish(queue, [text], _wants_cleaning(clean, skip_cleaning),
                              priority=priority, requeue=requeue, requeue_prio=requeue_prio,
                              timeout=timeout, requeue_counter=requeue_counter,
-                             requeue_limit=requeue_limit, dead_letter=dead_letter)[0]
+                             requeue_limit=requeue_limit, dead_letter=dead_letter, delay=delay,
+                             not_before=not_before)[0]
 
     def publish_many(self, queue, texts, priority=None, clean=True, requeue=None,
                      requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                     skip_cleaning=None, dead_letter=None):
+                     skip_cleaning=None, dead_letter=None, delay=None, not_before=None):
         """Publish every text of the iterable ``texts`` to ``queue``, in order; return the messages.
 
         Takes the options of :meth:`publish`, which apply to every message;
@@ -312,7 +359,8 @@ class broker:
         return self._publish(queue, list(texts), _wants_cleaning(clean, skip_cleaning),
                              priority=priority, requeue=requeue, requeue_prio=requeue_prio,
                              timeout=timeout, requeue_counter=requeue_counter,
-                             requeue_limit=requeue_limit, dead_letter=dead_letter)
+                             requeue_limit=requeue_limit, dead_letter=dead_letter, delay=delay,
+                             not_before=not_before)
 
     def _publish(self, queue, texts, clean, **options):
         """Check the per-message ``options`` once, then publish each of ``texts``.
@@ -324,9 +372,12 @@ class broker:
         if options["priority"] is None:
             options["priority"] = q.settings["priority"]
         _check_options(queue, options)
+        now = self.clock()
+        not_before = options["not_before"] = _not_before(options.pop("delay"),
+                                                         options["not_before"], now)
+        due = math.ceil(not_before) if not_before is not None and not_before > now else None
         # Every file is encoded before anything is written: a payload that
         # cannot be stored changes nothing, not even the cleaning stamp.
-        now = self.clock()
         files = [_new_message(queue, "" if text is None else text, options, now, self._codec)
                  for text in texts]
         if clean:
@@ -334,8 +385,14 @@ class broker:
         fsync = q.settings["fsync"]
         published = []
         for msg, ready, data in files:
-            protocol.publish(q.dir, ready, data, fsync)
-            q.offer(ready)
+            if due is None:
+                protocol.publish(q.dir, ready, data, fsync)
+                q.offer(ready)
+            else:
+                delayed = names.delayed_name(due, ready)
+                protocol.delay(q.dir, delayed, data, fsync)
+                msg.filename = "{}/{}/{}".format(queue, protocol.DELAYED_DIR, delayed)
+                q.delayed.note(due)
             published.append(msg)
         log.debug("Published %d message(s) to %s", len(published), queue)
         return published
@@ -361,6 +418,7 @@ class broker:
         cleaning = _wants_cleaning(clean, skip_cleaning)
         if cleaning:
             self._clean_before(q)
+        self._promote_due(q)
         consumed = self._claim(q, n)
         if not consumed and wait:
             from . import wait as waiting  # not at the top: start-up time of plain commands
@@ -368,6 +426,7 @@ class broker:
             def attempt():
                 if cleaning:
                     self._clean_before(q)  # a long wait still requeues expired messages
+                self._promote_due(q)       # and still serves delayed messages once due
                 return self._claim(q, n)
 
             consumed = waiting.wait_for(attempt, wait, q.dir, q.settings["poll_interval"])
@@ -379,6 +438,22 @@ class broker:
         if n == 1:
             return consumed[0] if consumed else None
         return consumed
+
+    def _promote_due(self, q, force=False):
+        """Make the due delayed messages of the Queue ``q`` waiting (see :mod:`ddmq.delayed`)."""
+        now = self.clock()
+        due = q.delayed.due(now, force)
+        if not due:
+            return 0
+        lease = now + TAKE_OVER_GRACE + q.settings["clock_skew"]
+        promoted = 0
+        for name in due:
+            ready = protocol.promote(q.dir, name, lease, q.settings["fsync"])
+            if ready is not None:
+                q.offer(ready)
+                promoted += 1
+        log.debug("Promoted %d due message(s) of %s", promoted, q.name)
+        return promoted
 
     def _claim(self, q, n):
         """Claim and read up to ``n`` waiting messages of the Queue ``q``; return them."""
@@ -525,15 +600,18 @@ class broker:
         return acked
 
     def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None,
-             reason=None):
+             reason=None, delay=None):
         """Negatively acknowledge consumed messages: requeue or delete them.
 
         ``requeue`` True forces a requeue, False a delete; None follows the
         message's and the queue's ``requeue`` and ``requeue_limit``.  Takes the
         same message arguments as :meth:`ack`; returns the names nacked.
         ``reason`` (text, cut to 4096 characters) is recorded in each
-        message as its ``last_nack_reason``.
+        message as its ``last_nack_reason``.  A requeued message is not
+        served again for ``delay`` seconds (default: the queue's
+        ``requeue_delay`` with its backoff, see :func:`ddmq.settle.retry_delay`).
         """
+        _check_delay(delay, self.clock())
         try:
             reason = history.check_reason(reason)
         except TypeError as exc:
@@ -544,7 +622,7 @@ class broker:
             self._clean_before(q)
         nacked = []
         for work in msg_files:
-            if self._settle(q, work, requeue, reason):
+            if self._settle(q, work, requeue, reason, delay):
                 nacked.append(work)
             else:
                 self._check_queue_folder(q)
@@ -616,6 +694,7 @@ class broker:
                 return False
         q.last_cleaned = now
         log.info("Cleaning queue %s", q.name)
+        self._promote_due(q, force=True)
         for work in _listdir(q.work_dir):
             parsed = names.parse_work_name(work)
             if parsed and parsed[0] + conf["clock_skew"] < now:
@@ -679,13 +758,14 @@ class broker:
 
     # Helpers
 
-    def _settle(self, q, work, requeue, reason=None):
+    def _settle(self, q, work, requeue, reason=None, delay=None):
         """Take over the claimed message ``work`` of the Queue ``q`` and settle it.
 
         ``requeue`` True or False forces the choice; None follows the
         message's settings and its requeue limit (see :mod:`ddmq.settle`).
-        ``reason`` is recorded as the message's ``last_nack_reason``.
-        Returns False if another process took the message first.
+        ``reason`` is recorded as the message's ``last_nack_reason``;
+        ``delay`` (seconds) overrides the queue's retry delay.  Returns
+        False if another process took the message first.
         """
         conf = q.settings
         owned = protocol.take_over(q.dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
@@ -697,7 +777,7 @@ class broker:
             return True  # quarantined: nothing left to requeue
         timeout = msg.timeout if msg.timeout is not None else conf["message_timeout"]
         history.ended(msg, names.parse_work_name(work)[0], timeout, self.clock(), reason)
-        decision = settle.decide(msg, conf, requeue, q.name)
+        decision = settle.decide(msg, conf, requeue, q.name, delay)
         if decision.action == settle.DEAD_LETTER:
             self._dead_letter(q, owned, msg, decision)
             return True
@@ -709,6 +789,17 @@ class broker:
         msg.priority = decision.priority
         msg.queue_number = names.new_queue_number()
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
+        if decision.delay:
+            msg.not_before = min(self.clock() + decision.delay, names.LAST_SECOND)
+            due = math.ceil(msg.not_before)
+            delayed = names.delayed_name(due, ready)
+            msg.filename = "{}/{}/{}".format(q.name, protocol.DELAYED_DIR, delayed)
+            log.info("Requeuing %s/%s as %s, due in %.3f s", q.name, work, delayed,
+                     decision.delay)
+            protocol.requeue_delayed(q.dir, owned, delayed, to_file(msg),
+                                     conf["fsync"])
+            q.delayed.note(due)
+            return True
         msg.filename = "{}/{}".format(q.name, ready)
         log.info("Requeuing %s/%s as %s", q.name, work, ready)
         protocol.requeue(q.dir, owned, ready, to_file(msg), conf["fsync"])
@@ -797,8 +888,10 @@ class broker:
             if not path.filename or not path.queue:
                 raise InvalidInputError("message has no queue or file name", "invalid")
             name = os.path.basename(path.filename)
-            path = os.path.join(path.queue, protocol.WORK_DIR if names.WORK_NAME.match(name)
-                                else "", name)
+            folder = os.path.basename(os.path.dirname(path.filename))
+            if folder != protocol.DELAYED_DIR:
+                folder = protocol.WORK_DIR if names.WORK_NAME.match(name) else ""
+            path = os.path.join(path.queue, folder, name)
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidInputError("expected a message path, not {!r}".format(path), "invalid")
         path = os.fspath(path)
@@ -809,6 +902,9 @@ class broker:
             parent = os.path.realpath(os.path.dirname(candidate))
             if names.WORK_NAME.match(name) and os.path.basename(parent) == protocol.WORK_DIR:
                 queue_dir, directory = os.path.dirname(parent), protocol.WORK_DIR
+            elif (names.DELAYED_NAME.match(name)
+                  and os.path.basename(parent) == protocol.DELAYED_DIR):
+                queue_dir, directory = os.path.dirname(parent), protocol.DELAYED_DIR
             elif names.READY_NAME.match(name):
                 queue_dir, directory = parent, ""
             else:
@@ -879,7 +975,7 @@ class broker:
 
     def _foreign_entries(self, queue_dir):
         known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,
-                 protocol.QUARANTINE_DIR}
+                 protocol.QUARANTINE_DIR, protocol.DELAYED_DIR}
         for name in _listdir(queue_dir):
             if name not in known and not names.READY_NAME.match(name) \
                     and not name.startswith("." + settings.CONFIG_NAME):
@@ -887,6 +983,9 @@ class broker:
         for name in _listdir(os.path.join(queue_dir, protocol.WORK_DIR)):
             if not names.WORK_NAME.match(name):
                 yield protocol.WORK_DIR + "/" + name
+        for name in _listdir(os.path.join(queue_dir, protocol.DELAYED_DIR)):
+            if not names.DELAYED_NAME.match(name):
+                yield protocol.DELAYED_DIR + "/" + name
 
     def _forget(self, queue):
         self._queues.pop(queue, None)

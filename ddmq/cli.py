@@ -88,7 +88,7 @@ MESSAGE_FIELDS = ("message", "id", "filename", "queue", "priority", "queue_numbe
                   "requeue", "requeue_prio", "requeue_counter", "requeue_limit",
                   "published_at", "delivery_count", "first_delivered_at", "last_delivered_at",
                   "last_nack_reason", "dead_letter", "dead_lettered_from", "dead_lettered_at",
-                  "dead_lettered_reason")
+                  "dead_lettered_reason", "not_before")
 
 
 class UsageError(Exception):
@@ -154,6 +154,17 @@ def _positive(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError("must be an integer >= 1, not {!r}".format(text))
+    return value
+
+
+def _seconds(text):
+    """Return ``text`` as a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):   # also NaN
+        raise argparse.ArgumentTypeError("must be a number of seconds >= 0, not {!r}".format(text))
     return value
 
 
@@ -223,6 +234,8 @@ def _build_view(parser):
     parser.add("queue", nargs="?", type=_queue_list,
                help="comma-separated queues to show (default: all)")
     parser.add("-n", action="store_true", help="only list the names of the queues")
+    parser.add("--delayed", action="store_true",
+               help="also count the delayed messages (not to be served before their time)")
     _add_common(parser, "create the root folder (and the named queues) if missing", silent=None,
                 formats=("table",) + FORMATS, default_format="table")
 
@@ -256,6 +269,10 @@ def _build_publish(parser):
                help="times the message may be requeued before it is deleted")
     parser.add("--requeue_prio", type=_natural, metavar="N",
                help="priority the message gets when requeued (implies -r)")
+    parser.add("--delay", type=_seconds, metavar="SECONDS",
+               help="keep the message from consumers for this many seconds")
+    parser.add("--not_before", type=_seconds, metavar="EPOCH",
+               help="keep the message from consumers until this epoch time (seconds)")
     parser.add("--dead_letter", type=_queue_name, metavar="QUEUE",
                help="queue that gets the message if it is given up on (default: the queue's "
                     "dead_letter setting)")
@@ -292,6 +309,9 @@ def _build_settle(verb, requeue_help):
         if verb == "nack":
             parser.add("--reason", metavar="TEXT",
                        help="why the messages failed, kept in each as its last_nack_reason")
+            parser.add("--delay", type=_seconds, metavar="SECONDS",
+                       help="serve a requeued message again only after this many seconds "
+                            "(default: the queue's requeue_delay)")
         _add_skip_cleaning(parser, verb)
         _add_common(parser, None)
     return build
@@ -375,6 +395,8 @@ def view(args):
         for queue in queues:
             waiting, work = b.get_message_list(queue)
             records.append({"queue": queue, "waiting": len(waiting), "work": len(work)})
+            if args.delayed:
+                records[-1]["delayed"] = len(b.get_delayed_list(queue))
     return Output(records, lambda r: " ".join(str(value) for value in r.values()))
 
 
@@ -428,6 +450,7 @@ def publish(args):
     msg = b.publish(args.queue, msg_text=payload, priority=args.priority,
                     requeue=requeue, requeue_prio=args.requeue_prio, timeout=args.timeout,
                     requeue_limit=args.requeue_limit, dead_letter=args.dead_letter,
+                    delay=args.delay, not_before=args.not_before,
                     skip_cleaning=args.skip_cleaning)
     return Output([_message_record(msg)], _plain_message)
 
@@ -476,7 +499,8 @@ def _settle(args, verb):
     if verb == "ack":
         done = b.ack(args.queue, args.msg_files, **options)
     else:
-        done = b.nack(args.queue, args.msg_files, reason=args.reason, **options)
+        done = b.nack(args.queue, args.msg_files, reason=args.reason, delay=args.delay,
+                      **options)
     lost = [name for name in args.msg_files if name not in done]
     for name in lost:
         sys.stderr.write("ddmq {}: error: consumed message {} of queue {!r} is gone: already "

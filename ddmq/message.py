@@ -48,6 +48,7 @@ FIELDS = (
     "dead_lettered_from",
     "dead_lettered_at",
     "dead_lettered_reason",
+    "not_before",
 )
 _FIELD_SET = frozenset(FIELDS)
 
@@ -73,7 +74,8 @@ class message:
     ``dead_letter`` is the message's own dead-letter queue (None: the
     queue's setting).  A message moved to a dead-letter queue carries
     ``dead_lettered_from`` (its queue), ``dead_lettered_at`` (epoch
-    seconds) and ``dead_lettered_reason``.
+    seconds) and ``dead_lettered_reason``.  ``not_before`` is the epoch
+    time before which it was not to be served (a publish or retry delay).
 
     ``codec`` is the name of the codec that encoded the payload on disk,
     or None.  ``corrupt`` is True only for the stand-in that
@@ -88,7 +90,7 @@ class message:
                  requeue_limit=None, requeue_prio=None, published_at=None, delivery_count=None,
                  first_delivered_at=None, last_delivered_at=None, last_nack_reason=None,
                  dead_letter=None, dead_lettered_from=None, dead_lettered_at=None,
-                 dead_lettered_reason=None):
+                 dead_lettered_reason=None, not_before=None):
         self.queue = queue
         self.message = message
         self.timeout = timeout
@@ -109,6 +111,7 @@ class message:
         self.dead_lettered_from = dead_lettered_from
         self.dead_lettered_at = dead_lettered_at
         self.dead_lettered_reason = dead_lettered_reason
+        self.not_before = not_before
 
     def __repr__(self):
         return "\n".join("{} = {}".format(key, getattr(self, key)) for key in sorted(FIELDS))
@@ -215,6 +218,8 @@ def from_file(data):
     for text in (msg.last_nack_reason, msg.dead_lettered_reason):
         if text is not None and type(text) is not str:
             return None
+    if msg.not_before is not None and not _is_time(msg.not_before):
+        return None
     # Dead-letter fields: a requeue or redrive builds a folder path from them.
     for queue in (msg.dead_letter, msg.dead_lettered_from):
         if queue is not None and not (type(queue) is str and QUEUE_NAME.match(queue)):

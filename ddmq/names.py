@@ -13,6 +13,13 @@ one, in the queue's ``work/`` folder, ``<lease>.<priority>.<queue_number>.ddmq<i
   random digits that make every claim's destination name unique to its
   claimant.  A name with a bare 10-digit lease was written by the original ddmq.
 
+A delayed message, in the queue's ``delayed/`` folder, is named
+``<due><nonce>.<priority>.<queue_number>.ddmq<id>``: ``due`` is the epoch
+second (10 digits) from which it may be served, ``nonce`` 9 random digits,
+so names sort by due time and "is anything due" is a comparison of names.
+A promoter claims a due message by renaming it to a name of the same form
+whose due field is its own lease (now + grace) and whose nonce is new.
+
 Nothing else ddmq writes matches these patterns: temporary files and
 quarantined messages live in hidden folders (``.tmp/``, ``.quarantine/``).
 """
@@ -27,11 +34,13 @@ from .errors import InvalidInputError
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 READY_NAME = re.compile(r"(\d+)\.(\d+)\.ddmq([A-Za-z0-9]+)\Z")
 WORK_NAME = re.compile(r"(\d+)\.(\d+\.\d+\.ddmq[A-Za-z0-9]+)\Z")
+DELAYED_NAME = re.compile(r"(\d{10})\d{9}\.((\d+)\.\d+\.ddmq([A-Za-z0-9]+))\Z")
 MESSAGE_ID = re.compile(r"[A-Za-z0-9]+\Z")
 
 SECONDS_DIGITS = 10
 _NONCE_LIMIT = 10 ** 9
 _LAST_SECOND = 10 ** SECONDS_DIGITS - 1   # the latest expiry a lease can hold (year 2286)
+LAST_SECOND = _LAST_SECOND
 _last_queue_number = 0
 
 TYPE_CHECKING = False
@@ -88,6 +97,27 @@ def new_lease(expiry: float) -> str:
     import random  # here, not at the top: `ddmq publish` never needs it (start-up time)
 
     return "{:010d}{:09d}".format(max(0, int(expiry)), random.randrange(_NONCE_LIMIT))
+
+
+def delayed_name(due: float, ready: str) -> str:
+    """Return the name in ``delayed/`` of the message ``ready`` due at epoch second ``due``."""
+    import random  # here, not at the top: start-up time of plain commands
+
+    return "{:010d}{:09d}.{}".format(min(int(due), _LAST_SECOND), random.randrange(_NONCE_LIMIT),
+                                     ready)
+
+
+def parse_delayed_name(name: str) -> Optional[tuple[int, str]]:
+    """Return ``(due_seconds, ready_name)`` of a delayed message's name, or None."""
+    match = DELAYED_NAME.match(name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def check_due(when: float, what: str = "delay") -> None:
+    """Raise InvalidInputError unless ``when`` (epoch seconds) is finite and fits a name's 10 digits."""
+    if not when <= _LAST_SECOND:   # also NaN
+        raise InvalidInputError("{} ends after the last time a file name can hold (epoch "
+                                "{}): {!r}".format(what, _LAST_SECOND, when), "invalid")
 
 
 def work_name(lease: str, ready: str) -> str:

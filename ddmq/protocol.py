@@ -8,6 +8,9 @@ the broker calls it for every state change.  The layout of one queue folder::
     <queue>/work/<lease>.<prio>.<qnum>.ddmq<id>      CLAIMED  consumed, not yet acked
     <queue>/.tmp/<host>.<pid>.<random>.<n>           WRITING  private to one writer
     <queue>/.quarantine/<name>                       CORRUPT  unreadable, set aside
+    <queue>/delayed/<due><nonce>.<prio>.<qnum>.ddmq<id>
+                                                     DELAYED  not to be served before due;
+                                                     PROMOTING when "due" is a promoter's lease
 
 (name grammar: :mod:`ddmq.names`).  Each transition is ONE atomic namespace
 operation, and every rename targets a name that no other process can choose:
@@ -29,6 +32,14 @@ CLAIMED     write WRITING, rename it to a new    READY again (requeue), then
 CLAIMED     write WRITING in another queue,      READY there (dead-letter move,
             rename it to a READY name there;     redrive: ``move``), then
             then unlink CLAIMED                  unlink the claimed file
+(new)       write WRITING, then rename it into   DELAYED (publish with a delay)
+            delayed/
+CLAIMED     write WRITING, rename it into        DELAYED (requeue with a retry
+            delayed/; then unlink CLAIMED        delay), then unlink CLAIMED
+DELAYED     (due) rename within delayed/ to a    PROMOTING, owned by one promoter
+            name with our lease as due time
+PROMOTING   rename to a fresh READY name         READY (promotion)
+DELAYED     unlink                               gone (purge, delete)
 CLAIMED     rename into .quarantine/             CORRUPT
 READY       unlink                               gone (purge, delete)
 READY       read in place (peek)                 READY (nothing changes)
@@ -69,6 +80,7 @@ from .errors import StorageError
 WORK_DIR = "work"
 TEMP_DIR = ".tmp"
 QUARANTINE_DIR = ".quarantine"
+DELAYED_DIR = "delayed"
 
 # Hot paths (publish, claim, read, remove) build paths as "<dir>/<name>"
 # (names never contain a separator): several times cheaper than
@@ -205,6 +217,59 @@ def publish(queue_dir, ready, data, fsync=False):
             raise storage_error(exc, "publish into", queue_dir) from None
     if fsync:
         _fsync_dir(queue_dir)
+
+
+def delay(queue_dir, delayed, data, fsync=False):
+    """Make ``data`` a delayed message named ``delayed``: WRITING -> DELAYED."""
+    temp = _write_temp(queue_dir, data, fsync)
+    folder = queue_dir + "/" + DELAYED_DIR
+    destination = folder + "/" + delayed
+    try:
+        try:
+            os.rename(temp, destination)
+        except FileNotFoundError:
+            if not os.path.exists(temp):
+                raise
+            _make_dir(folder)  # the first delayed message of this queue
+            os.rename(temp, destination)
+    except OSError as exc:
+        # RACE: as in publish, a reported loss with our unique name in place is a success.
+        if not (lost_race(exc) and os.path.lexists(destination)):
+            _unlink_quietly(temp)
+            raise storage_error(exc, "delay a message in", folder) from None
+    if fsync:
+        _fsync_dir(folder)
+
+
+def requeue_delayed(queue_dir, work, delayed, data, fsync=False):
+    """Put the owned claimed message ``work`` back as the delayed ``delayed``: CLAIMED -> DELAYED.
+
+    Written first, removed second, as :func:`requeue`.
+    """
+    delay(queue_dir, delayed, data, fsync)
+    remove(queue_dir + "/" + WORK_DIR, work, fsync)
+
+
+def promote(queue_dir, delayed, lease, fsync=False):
+    """Make the due delayed message ``delayed`` waiting: DELAYED -> PROMOTING -> READY.
+
+    Two renames, each to a name only this promoter chose: first, inside
+    ``delayed/``, to a name whose due field is our ``lease`` (epoch
+    seconds; others leave it alone until then) and whose nonce is new;
+    then to a fresh READY name (a new queue number, the same priority and
+    id).  Returns the READY name, or None if another promoter won.  A
+    promoter killed between the two leaves a delayed message due at
+    ``lease``, promoted by anyone after that.
+    """
+    parsed = names.DELAYED_NAME.match(delayed)
+    folder = queue_dir + "/" + DELAYED_DIR
+    mine = names.delayed_name(lease, parsed.group(2))
+    if not _move(folder + "/" + delayed, folder + "/" + mine, fsync):
+        return None  # RACE: another consumer or cleaner promotes it
+    ready = names.ready_name(parsed.group(3), names.new_queue_number(), parsed.group(4))
+    if not _move(folder + "/" + mine, queue_dir + "/" + ready, fsync):
+        return None  # RACE: we were so slow that our lease expired and it was taken over
+    return ready
 
 
 def claim(queue_dir, ready, expiry, fsync=False):

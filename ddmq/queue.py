@@ -9,6 +9,7 @@ every move of a message file still goes through :mod:`ddmq.protocol`.
 """
 
 from . import protocol
+from .delayed import DelayedIndex
 from .scanner import ReadyScanner
 
 
@@ -20,6 +21,9 @@ class Queue:
         # Hot paths join "<dir>/<name>" (names never hold a separator).
         self.dir = root + "/" + name
         self.work_dir = self.dir + "/" + protocol.WORK_DIR
+        self.delayed_dir = self.dir + "/" + protocol.DELAYED_DIR
+        #: What this process knows of the delayed messages (see :mod:`ddmq.delayed`).
+        self.delayed = DelayedIndex(self.delayed_dir)
         self.settings = settings
         #: Epoch time this queue was last cleaned, as far as this process knows.
         self.last_cleaned = settings["cleaned"]

@@ -39,6 +39,26 @@ DEFAULTS: Settings = {
     "poll_interval": 1.0,     # longest pause (s) between two looks at an empty queue when waiting
     "dead_letter": None,      # queue that gets the messages given up on (requeue limit reached,
                               # nacked without requeue, requeue off); null = delete them
+    "requeue_delay": 0,       # seconds before a requeued message is served again (first retry)
+    "requeue_backoff": 2,     # each further retry waits this many times longer (1 = constant)
+    "requeue_delay_max": 3600,  # the longest retry delay, in seconds
+}
+
+#: One line on each key, written as a comment into a new root's ddmq.yaml.
+MEANINGS = {
+    "message_timeout": "seconds a consumed message may stay unacked before it expires",
+    "priority": "priority of published messages; lower number = served first",
+    "requeue": "requeue nacked and expired messages (false: give them up)",
+    "requeue_prio": "priority a requeued message gets; 0 is the top priority",
+    "requeue_limit": "times a message may be requeued, then it is given up; null = no limit",
+    "fsync": "fsync files and directories so a publish survives power loss",
+    "clock_skew": "seconds two hosts' clocks may differ: leases expire that much later",
+    "clock": "where 'now' comes from: local or filesystem",
+    "poll_interval": "longest pause (s) between two looks at an empty queue when waiting",
+    "dead_letter": "queue that gets messages given up on; null = delete them",
+    "requeue_delay": "seconds before a requeued message is served again (first retry)",
+    "requeue_backoff": "each further retry of a message waits this many times longer",
+    "requeue_delay_max": "the longest retry delay, in seconds",
 }
 
 CONFIG_NAME = "ddmq.yaml"
@@ -56,6 +76,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+_MAX_DELAY = 10 * 366 * 86400   # a retry delay setting beyond 10 years is surely a mistake
+
 # One check per key, with what the error message says the value must be.
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cleaned": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
@@ -68,6 +90,11 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clock_skew": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
     "clock": (lambda v: v in ("local", "filesystem"), "local or filesystem"),
     "poll_interval": (lambda v: _is_number(v) and 0 < v <= 3600, "a number of seconds > 0, at most 3600"),
+    "requeue_delay": (lambda v: _is_number(v) and 0 <= v <= _MAX_DELAY,
+                      "a number of seconds >= 0 (at most 10 years)"),
+    "requeue_backoff": (lambda v: _is_number(v) and 1 <= v <= 1000, "a number from 1 to 1000"),
+    "requeue_delay_max": (lambda v: _is_number(v) and 0 <= v <= _MAX_DELAY,
+                          "a number of seconds >= 0 (at most 10 years)"),
     "dead_letter": (lambda v: v is None or (isinstance(v, str) and QUEUE_NAME.match(v) is not None),
                     "a queue name (letters, digits, '_' and '-') or null"),
 }

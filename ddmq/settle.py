@@ -39,7 +39,23 @@ class Decision:
             getattr(self, key) == getattr(other, key) for key in self.__slots__)
 
 
-def decide(msg, conf, forced=None, queue=None):
+def retry_delay(msg, conf):
+    """Return the seconds to wait before serving ``msg`` again after its next requeue.
+
+    ``requeue_delay`` for the first requeue, ``requeue_backoff`` times
+    longer for each one after, never more than ``requeue_delay_max``.
+    """
+    base = conf["requeue_delay"]
+    if not base:
+        return 0
+    try:
+        delay = base * conf["requeue_backoff"] ** msg.requeue_counter
+    except OverflowError:
+        delay = conf["requeue_delay_max"]
+    return min(delay, conf["requeue_delay_max"])
+
+
+def decide(msg, conf, forced=None, queue=None, delay=None):
     """Return the :class:`Decision` for the owned, not acked message ``msg`` of ``queue``.
 
     ``conf`` is the queue's merged settings.  ``forced`` True requeues
@@ -49,7 +65,8 @@ def decide(msg, conf, forced=None, queue=None):
     none means no limit).  A message given up on goes to its
     ``dead_letter`` queue (or the queue's), unless that is ``queue``
     itself (a root-wide setting also reaches the dead-letter queue), else
-    it is dropped.
+    it is dropped.  A requeue waits ``delay`` seconds if given, else
+    :func:`retry_delay`.
     """
     limit = msg.requeue_limit if msg.requeue_limit is not None else conf["requeue_limit"]
     if forced is None:
@@ -60,7 +77,8 @@ def decide(msg, conf, forced=None, queue=None):
         requeue, why = forced, "nacked without requeue"
     if requeue:
         priority = msg.requeue_prio if msg.requeue_prio is not None else conf["requeue_prio"]
-        return Decision(REQUEUE, priority=priority)
+        return Decision(REQUEUE, priority=priority,
+                        delay=retry_delay(msg, conf) if delay is None else delay)
     target = msg.dead_letter if msg.dead_letter is not None else conf.get("dead_letter")
     if target is not None and target != queue:
         return Decision(DEAD_LETTER, queue=target, reason=why)

@@ -286,3 +286,17 @@ def test_write_then_read_round_trips_with_or_without_yaml(tmp_path, values):
     settings.write(path, values)
     assert settings.read(path) == values
     assert yaml.safe_load(open(path).read()) == values
+
+
+def test_a_new_root_ddmq_yaml_explains_every_setting_and_uncommented_lines_read_back(tmp_path):
+    root = str(tmp_path / "r")
+    ddmq.broker(root, create=True)
+    with open(os.path.join(root, "ddmq.yaml")) as handle:
+        text = handle.read()
+    for key in settings.DEFAULTS:
+        if key != "cleaned":
+            assert "# {}: ".format(key) in text and settings.MEANINGS[key] in text
+    uncommented = "".join(line[2:] + "\n" for line in text.splitlines()
+                          if line.startswith("# requeue_delay"))
+    write(os.path.join(root, "ddmq.yaml"), uncommented)
+    assert ddmq.broker(root).get_config_file() == {"requeue_delay": 0, "requeue_delay_max": 3600}
