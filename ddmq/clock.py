@@ -18,6 +18,7 @@ the ``clock_skew`` setting.  A root's ``clock`` setting picks the clock:
 import os
 import time
 
+from . import fs
 from .errors import StorageError
 
 PROBE_NAME = ".ddmq-clock"   # hidden: never a queue name or a message name
@@ -27,8 +28,9 @@ PROBE_INTERVAL = 60.0        # seconds between two probes of the filesystem's cl
 class FilesystemClock:
     """Return the filesystem's idea of the current epoch time when called."""
 
-    def __init__(self, root, interval=PROBE_INTERVAL):
+    def __init__(self, root, umask=None, interval=PROBE_INTERVAL):
         self.path = os.path.join(root, PROBE_NAME)
+        self.umask = umask   # the root's umask setting, for the probe file
         self.interval = interval
         self._offset = 0.0
         self._probed_at = None
@@ -46,13 +48,17 @@ class FilesystemClock:
             # A write is stamped by the kernel or the NFS server that performs
             # it (utime(path, None) would do on NFS too, but some libraries
             # that shift a process's clock also rewrite that call).
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = fs.open_file(self.path, self.umask, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             try:
                 os.write(fd, b"ddmq clock probe\n")
             finally:
                 os.close(fd)
             after = time.time()
             stamped = os.stat(self.path).st_mtime_ns / 1e9
+        except PermissionError as exc:
+            raise fs.permission_error(exc, "probe the filesystem's clock with", self.path,
+                                      [(os.path.dirname(self.path), "write"),
+                                       (self.path, "write")]) from None
         except OSError as exc:
             raise StorageError("cannot read the filesystem's clock from {}: {}".format(
                 self.path, exc.strerror or exc), "io") from None

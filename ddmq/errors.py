@@ -45,3 +45,7 @@ class MessageNotFoundError(DdmqError):
 
 class LeaseLostError(MessageNotFoundError):
     """A consumed message's lease could not be renewed: another process took it ("lost")."""
+
+
+class PermissionDeniedError(StorageError):
+    """The user may not read or write a file or folder of the root; names it ("permission")."""

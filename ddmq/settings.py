@@ -12,8 +12,9 @@ import numbers
 import os
 import re
 
+from . import fs
 from .errors import ConfigError
-from .protocol import retry_stale
+from .protocol import retry_stale, storage_error
 
 #: The defaults at the bottom of the cascade, with the meaning of each key.
 DEFAULTS = {
@@ -27,6 +28,7 @@ DEFAULTS = {
     "clock_skew": 0,          # seconds two hosts' clocks may differ: leases expire that much later
     "clock": "local",         # where "now" comes from: "local" or "filesystem" (see ddmq.clock)
     "poll_interval": 1.0,     # longest pause (s) between two looks at an empty queue when waiting
+    "umask": None,            # bits new files and folders must not have, e.g. "007"; None: the process's
 }
 
 CONFIG_NAME = "ddmq.yaml"
@@ -56,6 +58,7 @@ _CHECKS = {
     "clock_skew": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
     "clock": (lambda v: v in ("local", "filesystem"), "local or filesystem"),
     "poll_interval": (lambda v: _is_number(v) and 0 < v <= 3600, "a number of seconds > 0, at most 3600"),
+    "umask": (fs.valid_umask, 'an octal string such as "007", an integer 0..511 (0o777), or null'),
 }
 
 
@@ -69,12 +72,23 @@ def check(settings, source):
                     source, key, expected, value), "config")
 
 
-# The flat "key: integer|true|false|null" files that ddmq writes are read and
-# written without PyYAML, whose import alone costs about 14 ms, two thirds of
-# an interpreter's start-up, on every CLI command; any other file goes
-# through yaml.safe_load, which gives the same result for these lines.
-_FLAT_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(?: +(0|[1-9][0-9]*|true|false|null))? *\Z")
+# The flat "key: integer|true|false|null|'octal'" files that ddmq writes are
+# read and written without PyYAML, whose import alone costs about 14 ms, two
+# thirds of an interpreter's start-up, on every CLI command; any other file
+# goes through yaml.safe_load, which gives the same result for these lines
+# (YAML 1.1: a leading 0 makes an integer octal; a quoted value is a string).
+_FLAT_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):"
+                        r"(?: +(0|[1-9][0-9]*|0[0-7]+|true|false|null|'[0-7]+'|\"[0-7]+\"))? *\Z")
 _FLAT_WORDS = {"true": True, "false": False, "null": None, None: None}
+_OCTAL_TEXT = re.compile(r"[0-7]+\Z")
+
+
+def _flat_value(text):
+    if text in _FLAT_WORDS:
+        return _FLAT_WORDS[text]
+    if text[0] in "'\"":
+        return text[1:-1]
+    return int(text, 8) if text[0] == "0" and len(text) > 1 else int(text)
 
 
 def _parse_flat(text):
@@ -87,7 +101,7 @@ def _parse_flat(text):
         if not match:
             return None
         key, value = match.groups()
-        data[key] = _FLAT_WORDS[value] if value in _FLAT_WORDS else int(value)
+        data[key] = _flat_value(value)
     return data
 
 
@@ -102,6 +116,8 @@ def _dump_flat(settings):
             lines.append("{}: {}\n".format(key, {None: "null", True: "true", False: "false"}[value]))
         elif isinstance(value, int):
             lines.append("{}: {}\n".format(key, value))
+        elif isinstance(value, str) and _OCTAL_TEXT.match(value):
+            lines.append("{}: '{}'\n".format(key, value))
         else:
             return None
     return "".join(lines)
@@ -113,6 +129,8 @@ def read(path):
         raw = retry_stale(_read_bytes, path)
     except FileNotFoundError:
         raise
+    except PermissionError as exc:
+        raise storage_error(exc, "read", path, [(path, "read")]) from None
     except OSError as exc:
         raise ConfigError("cannot read {}: {}".format(path, exc.strerror or exc), "config") from None
     try:
@@ -145,15 +163,18 @@ def _safe_load(raw, path):
         raise ConfigError("{} is not valid YAML: {}".format(path, reason), "config") from None
 
 
-def write(path, settings):
-    """Replace the YAML file at ``path`` atomically, so readers see the old or the new file."""
+def write(path, settings, umask=None):
+    """Replace the YAML file at ``path`` atomically, so readers see the old or the new file.
+
+    ``umask`` is the ``umask`` setting that applies to the file's folder.
+    """
     check(settings, path)
     text = _dump_flat(settings)
     if text is None:
         import yaml
 
         text = yaml.safe_dump(settings, default_flow_style=False)
-    _replace(path, text)
+    _replace(path, text, umask)
 
 
 def read_cleaned(queue_dir):
@@ -165,17 +186,16 @@ def read_cleaned(queue_dir):
         return 0  # at worst the queue is cleaned again, which is always safe
 
 
-def write_cleaned(queue_dir, when):
+def write_cleaned(queue_dir, when, umask=None):
     """Record that the queue was cleaned at epoch time ``when``."""
-    _replace(os.path.join(queue_dir, CLEANED_NAME), "{}\n".format(int(when)))
+    _replace(os.path.join(queue_dir, CLEANED_NAME), "{}\n".format(int(when)), umask)
 
 
-def _replace(path, text):
+def _replace(path, text, umask):
     # A hidden, unique temporary name: never mistaken for a message or a config.
     temp = os.path.join(os.path.dirname(path), ".{}.{}.tmp".format(CONFIG_NAME, os.urandom(8).hex()))
     try:
-        with open(temp, "w") as handle:
-            handle.write(text)
+        fs.write_file(temp, text.encode("utf-8"), umask)
         os.replace(temp, path)
     except BaseException:
         try:
