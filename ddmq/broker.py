@@ -647,7 +647,8 @@ class broker:
             if not protocol.release(q.dir, work, q.settings["fsync"]):  # unread, it waits again
                 raise
             ready = q.dir + "/" + names.parse_work_name(work)[1]
-            raise fs.permission_error(exc, "read (left waiting)", ready, [(ready, "read")]) from None
+            raise fs.permission_error(exc, "read (left waiting)", ready,
+                                      [(ready, "read")]) from None
         msg = _decode(data)
         if msg is None:
             where = protocol.quarantine(q.dir, work, q.settings["fsync"], q.umask)

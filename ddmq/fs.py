@@ -62,7 +62,7 @@ def dir_mode(umask):
 
 
 def open_file(path, umask, flags=NEW_FILE, default=0o644):
-    """Open (usually create) the file ``path`` for writing with the mode the ``umask`` setting gives.
+    """Open (usually create) the file ``path`` for writing, with the ``umask`` setting's mode.
 
     Returns the file descriptor.  ``default`` is the mode without a setting
     (the mode that file always had).  A file that already existed and

@@ -220,7 +220,8 @@ def publish(queue_dir, ready, data, fsync=False, umask=None):
         if not (lost_race(exc) and os.path.lexists(destination)):
             _unlink_quietly(temp)
             raise storage_error(exc, "publish into", queue_dir,
-                                [(queue_dir, "write"), (queue_dir + "/" + TEMP_DIR, "write")]) from None
+                                [(queue_dir, "write"),
+                                 (queue_dir + "/" + TEMP_DIR, "write")]) from None
     if fsync:
         _fsync_dir(queue_dir)
 
@@ -253,8 +254,9 @@ def _move(source, destination, fsync):
         os.rename(source, destination)
     except OSError as exc:
         if not lost_race(exc):
-            raise storage_error(exc, "move", source, [(os.path.dirname(source), "write"),
-                                                      (os.path.dirname(destination), "write")]) from None
+            raise storage_error(exc, "move", source,
+                                [(os.path.dirname(source), "write"),
+                                 (os.path.dirname(destination), "write")]) from None
         # RACE: on NFS a retransmitted rename can report ENOENT although the
         # first attempt succeeded; the destination is ours alone, so if it
         # exists, the claim is ours.

@@ -28,7 +28,7 @@ DEFAULTS = {
     "clock_skew": 0,          # seconds two hosts' clocks may differ: leases expire that much later
     "clock": "local",         # where "now" comes from: "local" or "filesystem" (see ddmq.clock)
     "poll_interval": 1.0,     # longest pause (s) between two looks at an empty queue when waiting
-    "umask": None,            # bits new files and folders must not have, e.g. "007"; None: the process's
+    "umask": None,            # bits new files/folders must lack, e.g. "007"; None: process umask
 }
 
 CONFIG_NAME = "ddmq.yaml"

@@ -30,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(ddmq.__file__)))
 
 
 def modes(path):
-    """Return {relative path: (is folder, permission bits incl. setgid)} of everything under ``path``."""
+    """Return {relative path: (is folder, mode bits incl. setgid)} of everything under ``path``."""
     found = {".": (True, stat.S_IMODE(os.lstat(path).st_mode))}
     for folder, dirs, files in os.walk(path):
         for name in dirs + files:

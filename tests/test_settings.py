@@ -262,7 +262,8 @@ FLAT_CASES = [
     "cleaned: 0\nmessage_timeout: 600\npriority: 999\nrequeue: true\nrequeue_prio: 0\n",
     "a: 010\n", "umask: '007'\n", 'umask: "027"\n',   # YAML 1.1 octal; an octal string
     # Everything below is not flat and must be left to PyYAML.
-    "a: 08\n", "a: 0_7\n", "a: '8'\n", "a: yes\n", "a: 1 # x\n", "  a: 1\n", "a: -1\n", "a: 1.5\n", "---\na: 1\n",
+    "a: 08\n", "a: 0_7\n", "a: '8'\n",
+    "a: yes\n", "a: 1 # x\n", "  a: 1\n", "a: -1\n", "a: 1.5\n", "---\na: 1\n",
     "a: ~\n", "a: 'x'\n", "a:1\n", "a:true\n", "key : 1\n", "a: 1\n- x\n",
 ]
 
