@@ -20,9 +20,10 @@ import stat
 import sys
 import time
 
-from . import __version__, history, names, protocol, settings, settle
+from . import __version__, fs, history, names, protocol, settings, settle
 from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, LeaseLostError,
-                     MessageNotFoundError, QueueNotFoundError, RootError, StorageError)
+                     MessageNotFoundError, PermissionDeniedError, QueueNotFoundError, RootError,
+                     StorageError)
 from .clock import FilesystemClock
 from .message import Codec, from_file, message, to_file
 from .queue import Queue
@@ -139,14 +140,21 @@ class broker:
     it, the root's ``clock`` setting picks it (see :mod:`ddmq.clock`).
     ``codec`` is an object with ``encode(value)``, returning bytes or a JSON
     value to store, and ``decode(stored)``, returning the value (see
-    :class:`ddmq.message.Codec`); failures raise CodecError.
+    :class:`ddmq.message.Codec`); failures raise CodecError.  ``umask`` (an
+    octal string such as ``"007"``, or an integer) is written as the
+    ``umask`` setting of a root this broker creates, and applied to it; a
+    root that exists must already have that setting (ConfigError).
     """
 
-    def __init__(self, root, create=False, verbose=False, debug=False, clock=None, codec=None):
+    def __init__(self, root, create=False, verbose=False, debug=False, clock=None, codec=None,
+                 umask=None):
         if debug or verbose:
             _log_to_stderr(debug)
         if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
             raise InvalidInputError("root must be a directory path, not {!r}".format(root), "invalid")
+        if not fs.valid_umask(umask):
+            raise InvalidInputError('umask must be an octal string such as "007" or an integer '
+                                    "0..511 (0o777), not {!r}".format(umask), "invalid")
         self.root = os.fspath(root)
         self.create = create
         self.clock = clock or time.time
@@ -154,9 +162,11 @@ class broker:
         self._codec = None if codec is None else Codec(codec)
         self.default_settings = dict(settings.DEFAULTS)
         self.global_settings = {}
+        #: The root's ``umask`` setting as an int (None: the process's umask applies).
+        self.umask = fs.parse_umask(umask)
         self._queues = {}        # name -> Queue, for the queues this broker has used
         config = os.path.join(self.root, settings.CONFIG_NAME)
-        if not _is_kind(config, stat.S_ISREG):
+        if not self._is_initiated(config):
             if not create:
                 if not os.path.isdir(self.root):
                     raise RootError("root folder {} is missing".format(self.root), "missing")
@@ -164,10 +174,19 @@ class broker:
                     self.root, settings.CONFIG_NAME), "uninitiated")
             log.info("Initiating root folder %s", self.root)
             self.create_folder(self.root)
-            self._write_new_config(config, _ROOT_CONFIG_TEXT)
+            text = _ROOT_CONFIG_TEXT
+            if self.umask is not None:
+                text += "umask: '{:03o}'\n".format(self.umask)
+            self._write_new_config(config, text, self.umask)
         self.global_settings = dict(self.default_settings, **self._read_config(config))
+        root_umask = fs.parse_umask(self.global_settings["umask"])
+        if umask is not None and root_umask != self.umask:
+            raise ConfigError("root {} already exists with umask {}, not {:03o}; change its "
+                              "ddmq.yaml to change it (existing files keep their modes)".format(
+                                  self.root, _octal(root_umask), self.umask), "config")
+        self.umask = root_umask
         if clock is None and self.global_settings["clock"] == "filesystem":
-            self.clock = FilesystemClock(self.root)
+            self.clock = FilesystemClock(self.root, self.umask)
 
     def __repr__(self):
         shown = ("create", "default_settings", "global_settings", "queue_settings", "root")
@@ -206,10 +225,14 @@ class broker:
         path = self._config_path(queue)
         current = self._read_config(path)
         current.update(package)
+        umask = current.get("umask", self.global_settings["umask"]) if queue else \
+            current.get("umask")
+        settings.check(current, path)
         try:
-            settings.write(path, current)
+            settings.write(path, current, fs.parse_umask(umask))
         except OSError as exc:
-            raise protocol.storage_error(exc, "write", path) from None
+            raise protocol.storage_error(exc, "write", path,
+                                         [(os.path.dirname(path), "write")]) from None
         # Merged again at next use; the scanners and cleaning state stay.
         if not queue:
             self.global_settings = dict(self.default_settings, **current)
@@ -226,11 +249,18 @@ class broker:
         return only_conf or _is_kind(os.path.join(path, protocol.WORK_DIR), stat.S_ISDIR)
 
     def create_folder(self, path):
-        """Create the folder ``path`` and its parents (an existing folder is fine)."""
+        """Create the folder ``path`` and its parents (an existing folder is fine).
+
+        New folders get the root's ``umask`` setting.
+        """
         try:
-            os.makedirs(path, exist_ok=True)
+            if self.umask is None:
+                os.makedirs(path, exist_ok=True)
+            else:
+                fs.make_dirs(path, self.umask)
         except OSError as exc:
-            raise protocol.storage_error(exc, "create folder", path) from None
+            raise protocol.storage_error(exc, "create folder", path,
+                                         [(_existing_parent(path), "write")]) from None
 
     def create_queue(self, queue):
         """Create ``queue`` (an existing queue is left as it is); return True."""
@@ -238,7 +268,8 @@ class broker:
         log.info("Creating queue %s", queue)
         for folder in (protocol.WORK_DIR, protocol.TEMP_DIR):
             self.create_folder(os.path.join(queue_dir, folder))
-        self._write_new_config(os.path.join(queue_dir, settings.CONFIG_NAME), _QUEUE_CONFIG_TEXT)
+        self._write_new_config(os.path.join(queue_dir, settings.CONFIG_NAME), _QUEUE_CONFIG_TEXT,
+                               self.umask)
         return True
 
     def delete_queue(self, queue):
@@ -267,7 +298,8 @@ class broker:
             os.unlink(os.path.join(queue_dir, settings.CONFIG_NAME))
             os.rmdir(queue_dir)
         except OSError as exc:
-            raise protocol.storage_error(exc, "delete queue folder", queue_dir) from None
+            raise protocol.storage_error(exc, "delete queue folder", queue_dir,
+                                         [(self.root, "write"), (queue_dir, "write")]) from None
         self._forget(queue)
         return True
 
@@ -386,11 +418,11 @@ class broker:
         published = []
         for msg, ready, data in files:
             if due is None:
-                protocol.publish(q.dir, ready, data, fsync)
+                protocol.publish(q.dir, ready, data, fsync, q.umask)
                 q.offer(ready)
             else:
                 delayed = names.delayed_name(due, ready)
-                protocol.delay(q.dir, delayed, data, fsync)
+                protocol.delay(q.dir, delayed, data, fsync, q.umask)
                 msg.filename = "{}/{}/{}".format(queue, protocol.DELAYED_DIR, delayed)
                 q.delayed.note(due)
             published.append(msg)
@@ -467,7 +499,7 @@ class broker:
                 raise QueueNotFoundError("queue folder {} disappeared".format(q.dir),
                                          "no_queue") from None
             except OSError as exc:
-                raise protocol.storage_error(exc, "list", q.dir) from None
+                raise protocol.storage_error(exc, "list", q.dir, [(q.dir, "read")]) from None
             if ready is None:
                 break
             if ready in lost:
@@ -701,7 +733,7 @@ class broker:
                 self._settle(q, work, requeue=None, reason=history.EXPIRED)
         protocol.remove_stale_temp_files(q.dir, now - STALE_TEMP_AGE - conf["clock_skew"])
         try:
-            settings.write_cleaned(q.dir, now)
+            settings.write_cleaned(q.dir, now, q.umask)
         except OSError as exc:
             raise protocol.storage_error(exc, "record the cleaning of", q.dir) from None
         return True
@@ -734,7 +766,7 @@ class broker:
         except OSError as exc:
             if protocol.lost_race(exc):
                 raise MessageNotFoundError("no message {}".format(full), "not_found") from None
-            raise protocol.storage_error(exc, "read", full) from None
+            raise protocol.storage_error(exc, "read", full, [(full, "read")]) from None
         msg = from_file(data)
         if msg is None:
             raise DdmqError("message file {} is corrupt".format(full), "corrupt")
@@ -797,12 +829,18 @@ class broker:
             log.info("Requeuing %s/%s as %s, due in %.3f s", q.name, work, delayed,
                      decision.delay)
             protocol.requeue_delayed(q.dir, owned, delayed, to_file(msg),
-                                     conf["fsync"])
+                                     conf["fsync"], q.umask)
             q.delayed.note(due)
             return True
         msg.filename = "{}/{}".format(q.name, ready)
         log.info("Requeuing %s/%s as %s", q.name, work, ready)
-        protocol.requeue(q.dir, owned, ready, to_file(msg), conf["fsync"])
+        try:
+            protocol.requeue(q.dir, owned, ready, to_file(msg), conf["fsync"], q.umask)
+        except PermissionDeniedError:
+            # We may rename in work/ but not write the new file: put the
+            # message back under the lease it had, as if never touched.
+            protocol.take_back(q.dir, owned, work, conf["fsync"])
+            raise
         q.offer(ready)
         return True
 
@@ -818,7 +856,7 @@ class broker:
         msg.queue, msg.filename = target.name, target.name + "/" + ready
         log.info("Dead-lettering %s/%s to %s (%s)", q.name, owned, target.name, decision.reason)
         protocol.move(q.dir, owned, target.dir, ready, to_file(msg),
-                      q.settings["fsync"] or target.settings["fsync"])
+                      q.settings["fsync"] or target.settings["fsync"], target.umask)
         target.offer(ready)
 
     def _dead_letter_queue(self, name):
@@ -851,9 +889,15 @@ class broker:
             data = protocol.read_claimed(q.dir, work)
         except FileNotFoundError:
             return None  # RACE: a stale-cache ack elsewhere removed it; it is settled
+        except PermissionDeniedError as exc:
+            if not protocol.release(q.dir, work, q.settings["fsync"]):  # unread, it waits again
+                raise
+            ready = q.dir + "/" + names.parse_work_name(work)[1]
+            raise fs.permission_error(exc, "read (left waiting)", ready,
+                                      [(ready, "read")]) from None
         msg = from_file(data)
         if msg is None:
-            where = protocol.quarantine(q.dir, work, q.settings["fsync"])
+            where = protocol.quarantine(q.dir, work, q.settings["fsync"], q.umask)
             log.warning("Message file %s/work/%s is corrupt; moved to %s", q.name, work, where)
             return None
         msg.queue = q.name
@@ -932,7 +976,7 @@ class broker:
         if q is not None and q.settings is not None:
             return q
         path = self._path(name)
-        if not self.check_dir(path):
+        if not self._is_queue(path):
             if not self.create:
                 raise QueueNotFoundError("queue {!r} does not exist in {}".format(
                     name, self.root), "no_queue")
@@ -948,7 +992,7 @@ class broker:
 
     def _existing_queue_dir(self, queue):
         queue_dir = self._path(queue)
-        if not self.check_dir(queue_dir):
+        if not self._is_queue(queue_dir):
             raise QueueNotFoundError("queue {!r} does not exist in {}".format(queue, self.root),
                                      "no_queue")
         return queue_dir
@@ -964,14 +1008,33 @@ class broker:
         except FileNotFoundError:
             raise ConfigError("config file {} is missing".format(path), "config") from None
 
-    def _write_new_config(self, path, text):
+    def _is_initiated(self, config):
+        """Return True if the root's ``config`` file exists; a refused look is an error."""
         try:
-            with open(path, "x") as handle:
-                handle.write(text)
+            return stat.S_ISREG(protocol.retry_stale(os.stat, config).st_mode)
+        except PermissionError as exc:
+            raise protocol.storage_error(exc, "open root", self.root, [(config, "read")]) from None
+        except (OSError, ValueError):
+            return False
+
+    def _is_queue(self, path):
+        """Return :meth:`check_dir` of the queue folder ``path``; a refused look is an error."""
+        try:
+            os.stat(os.path.join(path, settings.CONFIG_NAME))
+        except PermissionError as exc:
+            raise protocol.storage_error(exc, "open queue", path, [(path, "search")]) from None
+        except (OSError, ValueError):
+            pass
+        return self.check_dir(path)
+
+    def _write_new_config(self, path, text, umask):
+        try:
+            fs.write_file(path, text.encode("utf-8"), umask)
         except FileExistsError:
             pass  # already initiated, perhaps by another process this very moment
         except OSError as exc:
-            raise protocol.storage_error(exc, "create", path) from None
+            raise protocol.storage_error(exc, "create", path,
+                                         [(os.path.dirname(path), "write")]) from None
 
     def _foreign_entries(self, queue_dir):
         known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,
@@ -1042,6 +1105,18 @@ def _new_id():
     return "{:032x}".format(int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
 
 
+def _octal(umask):
+    return "null" if umask is None else "{:03o}".format(umask)
+
+
+def _existing_parent(path):
+    """Return the nearest folder above ``path`` that exists (where a mkdir was refused)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    return parent
+
+
 def _is_kind(path, test):
     """Return True if ``path`` exists and ``test(st_mode)`` holds (ESTALE retried, not "missing")."""
     try:
@@ -1056,7 +1131,7 @@ def _listdir(path):
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise protocol.storage_error(exc, "list", path) from None
+        raise protocol.storage_error(exc, "list", path, [(path, "read")]) from None
 
 
 _stderr_handler = None

@@ -166,6 +166,14 @@ def _seconds(text):
     if not 0 <= value < float("inf"):   # also NaN
         raise argparse.ArgumentTypeError("must be a number of seconds >= 0, not {!r}".format(text))
     return value
+def _umask(text):
+    """Return ``text`` if it is an octal umask such as 007 (at most 0777)."""
+    from .fs import valid_umask
+
+    if not valid_umask(text):
+        raise argparse.ArgumentTypeError(
+            "must be an octal umask such as 007 (digits 0-7, at most 0777), not {!r}".format(text))
+    return text
 
 
 def _queue_name(text):
@@ -247,6 +255,14 @@ def _build_queues(verb, force):
                    help="comma-separated names of the queues to {}".format(verb))
         _add_common(parser, force)
     return build
+
+
+def _build_create(parser):
+    _build_queues("create", "create the root folder if missing")(parser)
+    parser.add("--umask", type=_umask, metavar="OCTAL",
+               help="with -f, give a new root this umask setting, e.g. 007: files and folders "
+                    "ddmq makes are then group-writable and closed to others (an existing root "
+                    "must already have it)")
 
 
 def _build_publish(parser):
@@ -347,7 +363,8 @@ def _build_json(parser):
 
 def _open_broker(args):
     """Return the broker of ``args.root``; with -f it creates the root and queues as needed."""
-    return broker(args.root, create=getattr(args, "f", False), verbose=args.v, debug=args.d)
+    return broker(args.root, create=getattr(args, "f", False), verbose=args.v, debug=args.d,
+                  umask=getattr(args, "umask", None))
 
 
 def _require_queues(b, queues):
@@ -587,8 +604,7 @@ class Command:
 #: The subcommands that ``ddmq`` and ``ddmq json`` run; nothing else is ever called.
 COMMANDS = {
     "view": Command("List queues and the number of messages in them", _build_view, view),
-    "create": Command("Create queue(s)",
-                      _build_queues("create", "create the root folder if missing"), create),
+    "create": Command("Create queue(s)", _build_create, create),
     "delete": Command("Delete queue(s) and their messages",
                       _build_queues("delete", "skip missing queues (and create a missing root)"),
                       delete),

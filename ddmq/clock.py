@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 
+from . import fs
 from .errors import StorageError
 
 PROBE_NAME = ".ddmq-clock"   # hidden: never a queue name or a message name
@@ -33,8 +34,10 @@ if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-u
 class FilesystemClock:
     """Return the filesystem's idea of the current epoch time when called."""
 
-    def __init__(self, root: str, interval: float = PROBE_INTERVAL) -> None:
+    def __init__(self, root: str, umask: Optional[int] = None,
+                 interval: float = PROBE_INTERVAL) -> None:
         self.path = os.path.join(root, PROBE_NAME)
+        self.umask = umask   # the root's umask setting, for the probe file
         self.interval = interval
         self._offset = 0.0
         self._probed_at: Optional[float] = None
@@ -52,13 +55,17 @@ class FilesystemClock:
             # A write is stamped by the kernel or the NFS server that performs
             # it (utime(path, None) would do on NFS too, but some libraries
             # that shift a process's clock also rewrite that call).
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = fs.open_file(self.path, self.umask, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             try:
                 os.write(fd, b"ddmq clock probe\n")
             finally:
                 os.close(fd)
             after = time.time()
             stamped = os.stat(self.path).st_mtime_ns / 1e9
+        except PermissionError as exc:
+            raise fs.permission_error(exc, "probe the filesystem's clock with", self.path,
+                                      [(os.path.dirname(self.path), "write"),
+                                       (self.path, "write")]) from None
         except OSError as exc:
             raise StorageError("cannot read the filesystem's clock from {}: {}".format(
                 self.path, exc.strerror or exc), "io") from None

@@ -54,3 +54,7 @@ class CodecError(DdmqError):
 
     filename = None   # the file of the message that failed to decode
     messages = ()     # the messages taken before it by the same call
+
+
+class PermissionDeniedError(StorageError):
+    """The user may not read or write a file or folder of the root; names it ("permission")."""

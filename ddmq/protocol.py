@@ -41,6 +41,10 @@ DELAYED     (due) rename within delayed/ to a    PROMOTING, owned by one promote
 PROMOTING   rename to a fresh READY name         READY (promotion)
 DELAYED     unlink                               gone (purge, delete)
 CLAIMED     rename into .quarantine/             CORRUPT
+CLAIMED     rename back to the lease it had      CLAIMED (take back: a requeue
+                                                 was refused; as before)
+CLAIMED     rename back to its READY name        READY (release: the claimant
+                                                 may not read the file)
 READY       unlink                               gone (purge, delete)
 READY       read in place (peek)                 READY (nothing changes)
 ==========  ===================================  ============================
@@ -74,7 +78,7 @@ import os
 import stat
 import time
 
-from . import names
+from . import fs, names
 from .errors import StorageError
 
 WORK_DIR = "work"
@@ -130,8 +134,19 @@ def lost_race(exc):
     return exc.errno in _LOST_RACE
 
 
-def storage_error(exc, action, path):
-    """Return a StorageError that says which action on which path the filesystem refused."""
+_DENIED = frozenset({errno.EACCES, errno.EPERM})
+
+
+def storage_error(exc, action, path, checks=()):
+    """Return a StorageError that says which action on which path the filesystem refused.
+
+    A refused permission is a :class:`~ddmq.errors.PermissionDeniedError`
+    that names the folder or file lacking it: ``checks`` lists what
+    ``action`` needs, as (path, "read" | "write" | "search") pairs; by
+    default, write permission on ``path``.
+    """
+    if exc.errno in _DENIED:
+        return fs.permission_error(exc, action, path, checks or [(path, "write")])
     return StorageError("cannot {} {}: {}".format(action, path, exc.strerror or exc), "io")
 
 
@@ -163,20 +178,24 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def _write_temp(queue_dir, data, fsync):
+def _write_temp(queue_dir, data, fsync, umask):
     """Write ``data`` to a new private file in ``.tmp/`` and return its path."""
     temp_dir = queue_dir + "/" + TEMP_DIR
     path = temp_dir + "/" + _temp_name()
     try:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            if umask is None:  # the hot path: no mode to fix up
+                fd = os.open(path, fs.NEW_FILE, 0o644)
+            else:
+                fd = fs.open_file(path, umask)
         except FileNotFoundError:
             # A queue made by the original ddmq has no .tmp/ yet.  Never
             # makedirs: a queue folder (or root) removed meanwhile must stay gone.
-            _make_dir(temp_dir)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _make_dir(temp_dir, umask)
+            fd = fs.open_file(path, umask)
     except OSError as exc:
-        raise storage_error(exc, "create a message file in", temp_dir) from None
+        raise storage_error(exc, "create a message file in", temp_dir,
+                            [(temp_dir, "write"), (queue_dir, "write")]) from None
     try:
         try:
             written = os.write(fd, data)
@@ -201,9 +220,12 @@ def _unlink_quietly(path):
         pass
 
 
-def publish(queue_dir, ready, data, fsync=False):
-    """Make ``data`` visible as the waiting message ``ready``: WRITING -> READY."""
-    temp = _write_temp(queue_dir, data, fsync)
+def publish(queue_dir, ready, data, fsync=False, umask=None):
+    """Make ``data`` visible as the waiting message ``ready``: WRITING -> READY.
+
+    ``umask`` is the queue's ``umask`` setting (None: the process's own).
+    """
+    temp = _write_temp(queue_dir, data, fsync, umask)
     destination = queue_dir + "/" + ready
     try:
         os.rename(temp, destination)
@@ -214,14 +236,16 @@ def publish(queue_dir, ready, data, fsync=False):
         # caller publish it twice).
         if not (lost_race(exc) and os.path.lexists(destination)):
             _unlink_quietly(temp)
-            raise storage_error(exc, "publish into", queue_dir) from None
+            raise storage_error(exc, "publish into", queue_dir,
+                                [(queue_dir, "write"),
+                                 (queue_dir + "/" + TEMP_DIR, "write")]) from None
     if fsync:
         _fsync_dir(queue_dir)
 
 
-def delay(queue_dir, delayed, data, fsync=False):
+def delay(queue_dir, delayed, data, fsync=False, umask=None):
     """Make ``data`` a delayed message named ``delayed``: WRITING -> DELAYED."""
-    temp = _write_temp(queue_dir, data, fsync)
+    temp = _write_temp(queue_dir, data, fsync, umask)
     folder = queue_dir + "/" + DELAYED_DIR
     destination = folder + "/" + delayed
     try:
@@ -230,7 +254,7 @@ def delay(queue_dir, delayed, data, fsync=False):
         except FileNotFoundError:
             if not os.path.exists(temp):
                 raise
-            _make_dir(folder)  # the first delayed message of this queue
+            _make_dir(folder, umask)  # the first delayed message of this queue
             os.rename(temp, destination)
     except OSError as exc:
         # RACE: as in publish, a reported loss with our unique name in place is a success.
@@ -241,12 +265,12 @@ def delay(queue_dir, delayed, data, fsync=False):
         _fsync_dir(folder)
 
 
-def requeue_delayed(queue_dir, work, delayed, data, fsync=False):
+def requeue_delayed(queue_dir, work, delayed, data, fsync=False, umask=None):
     """Put the owned claimed message ``work`` back as the delayed ``delayed``: CLAIMED -> DELAYED.
 
     Written first, removed second, as :func:`requeue`.
     """
-    delay(queue_dir, delayed, data, fsync)
+    delay(queue_dir, delayed, data, fsync, umask)
     remove(queue_dir + "/" + WORK_DIR, work, fsync)
 
 
@@ -300,7 +324,9 @@ def _move(source, destination, fsync):
         os.rename(source, destination)
     except OSError as exc:
         if not lost_race(exc):
-            raise storage_error(exc, "move", source) from None
+            raise storage_error(exc, "move", source,
+                                [(os.path.dirname(source), "write"),
+                                 (os.path.dirname(destination), "write")]) from None
         # RACE: on NFS a retransmitted rename can report ENOENT although the
         # first attempt succeeded; the destination is ours alone, so if it
         # exists, the claim is ours.
@@ -361,7 +387,29 @@ def _read(path, state):
             raise FileNotFoundError(errno.ENOENT, state + " message is gone", path) from None
         if exc.errno == errno.ELOOP:
             return b""  # a symlink with a message's name
-        raise storage_error(exc, "read", path) from None
+        raise storage_error(exc, "read", path, [(path, "read")]) from None
+
+
+def release(queue_dir, work, fsync=False):
+    """Give back the owned claimed message ``work`` unread: CLAIMED -> READY, under its old name.
+
+    For a claimant that may not read the file: the message waits again as
+    if never claimed.  Only the owner of a message renames to its ready
+    name, so the target is still ours alone.  False if it was taken meanwhile.
+    """
+    return _move("{}/{}/{}".format(queue_dir, WORK_DIR, work),
+                 queue_dir + "/" + names.parse_work_name(work)[1], fsync)
+
+
+def take_back(queue_dir, owned, work, fsync=False):
+    """Rename the owned claimed message ``owned`` back to ``work``, its name before we took it.
+
+    CLAIMED -> CLAIMED: undoes a take-over whose requeue was refused, so the
+    message is as it was.  That name was chosen with fresh random digits by
+    its earlier holder; nobody else renames to it.  False if it was taken meanwhile.
+    """
+    work_dir = queue_dir + "/" + WORK_DIR
+    return _move(work_dir + "/" + owned, work_dir + "/" + work, fsync)
 
 
 def remove(directory, name, fsync=False):
@@ -372,54 +420,57 @@ def remove(directory, name, fsync=False):
     except OSError as exc:
         if lost_race(exc):
             return False  # RACE: acked, requeued or purged by another process
-        raise storage_error(exc, "remove", path) from None
+        raise storage_error(exc, "remove", path, [(directory, "write")]) from None
     if fsync:
         _fsync_dir(directory)
     return True
 
 
-def requeue(queue_dir, work, ready, data, fsync=False):
+def requeue(queue_dir, work, ready, data, fsync=False, umask=None):
     """Put the owned claimed message ``work`` back as ``ready`` with new contents.
 
     CLAIMED -> READY: the new file is published first and the claimed file
     removed second, so a crash in between duplicates, never loses.
     """
-    publish(queue_dir, ready, data, fsync)
+    publish(queue_dir, ready, data, fsync, umask)
     remove(os.path.join(queue_dir, WORK_DIR), work, fsync)
 
 
-def move(queue_dir, work, target_dir, ready, data, fsync=False):
+def move(queue_dir, work, target_dir, ready, data, fsync=False, umask=None):
     """Move the owned claimed message ``work`` to another queue as ``ready`` with new contents.
 
     CLAIMED -> READY of the queue at ``target_dir`` (a dead-letter move, a
     redrive): published there first, removed here second, so a crash in
-    between leaves a copy in both places, never in neither.
+    between leaves a copy in both places, never in neither.  ``umask`` is
+    the target queue's setting.
     """
-    publish(target_dir, ready, data, fsync)
+    publish(target_dir, ready, data, fsync, umask)
     remove(queue_dir + "/" + WORK_DIR, work, fsync)
 
 
-def quarantine(queue_dir, work, fsync=False):
+def quarantine(queue_dir, work, fsync=False, umask=None):
     """Move the owned, unreadable claimed message ``work`` aside: CLAIMED -> CORRUPT."""
     target_dir = os.path.join(queue_dir, QUARANTINE_DIR)
     source = os.path.join(queue_dir, WORK_DIR, work)
     try:
         if not os.path.isdir(target_dir):
-            _make_dir(target_dir)
+            _make_dir(target_dir, umask)
         os.rename(source, os.path.join(target_dir, work))
     except OSError as exc:
         if not lost_race(exc):
-            raise storage_error(exc, "quarantine", source) from None
+            raise storage_error(exc, "quarantine", source,
+                                [(queue_dir, "write"), (target_dir, "write"),
+                                 (os.path.dirname(source), "write")]) from None
     if fsync:
         _fsync_dir(target_dir)
         _fsync_dir(os.path.dirname(source))
     return os.path.join(target_dir, work)
 
 
-def _make_dir(path):
+def _make_dir(path, umask=None):
     """Create the folder ``path`` (not its parents); another process may have made it first."""
     try:
-        os.mkdir(path)
+        fs.make_dir(path, umask)
     except FileExistsError:
         pass  # RACE: made by another process at the same moment
 

@@ -8,7 +8,7 @@ cleaned.  It holds no file handles and changes nothing on disk itself:
 every move of a message file still goes through :mod:`ddmq.protocol`.
 """
 
-from . import protocol
+from . import fs, protocol
 from .delayed import DelayedIndex
 from .scanner import ReadyScanner
 
@@ -25,6 +25,8 @@ class Queue:
         #: What this process knows of the delayed messages (see :mod:`ddmq.delayed`).
         self.delayed = DelayedIndex(self.delayed_dir)
         self.settings = settings
+        #: The queue's ``umask`` setting as an int, None if unset: what protocol's creators take.
+        self.umask = fs.parse_umask(settings["umask"])
         #: Epoch time this queue was last cleaned, as far as this process knows.
         self.last_cleaned = settings["cleaned"]
         self._scanner = None
@@ -47,4 +49,5 @@ class Queue:
     def reload(self, settings):
         """Take freshly merged ``settings``, keeping the scanner and the cleaning state."""
         self.settings = settings
+        self.umask = fs.parse_umask(settings["umask"])
         self.last_cleaned = max(self.last_cleaned, settings["cleaned"])

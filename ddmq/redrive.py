@@ -40,14 +40,14 @@ def redrive(b, dead_queue, to=None, n=None):
         msg.queue_number = names.new_queue_number()
         if target is None:
             ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
-            protocol.requeue(dq.dir, work, ready, to_file(msg), fsync)
+            protocol.requeue(dq.dir, work, ready, to_file(msg), fsync, dq.umask)
             dq.offer(ready)
             continue
         msg.queue, msg.requeue_counter = target.name, 0
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
         msg.filename = target.name + "/" + ready
         protocol.move(dq.dir, work, target.dir, ready, to_file(msg),
-                      fsync or target.settings["fsync"])
+                      fsync or target.settings["fsync"], target.umask)
         target.offer(ready)
         moved.append(msg)
     return moved

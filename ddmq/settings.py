@@ -14,9 +14,10 @@ import numbers
 import os
 import re
 
+from . import fs
 from .errors import ConfigError
 from .names import QUEUE_NAME
-from .protocol import retry_stale
+from .protocol import retry_stale, storage_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
@@ -42,6 +43,7 @@ DEFAULTS: Settings = {
     "requeue_delay": 0,       # seconds before a requeued message is served again (first retry)
     "requeue_backoff": 2,     # each further retry waits this many times longer (1 = constant)
     "requeue_delay_max": 3600,  # the longest retry delay, in seconds
+    "umask": None,            # bits new files/folders must lack, e.g. "007"; None: process umask
 }
 
 #: One line on each key, written as a comment into a new root's ddmq.yaml.
@@ -59,6 +61,7 @@ MEANINGS = {
     "requeue_delay": "seconds before a requeued message is served again (first retry)",
     "requeue_backoff": "each further retry of a message waits this many times longer",
     "requeue_delay_max": "the longest retry delay, in seconds",
+    "umask": "bits new files and folders must lack, e.g. '007' (group-shared); null = process umask",
 }
 
 CONFIG_NAME = "ddmq.yaml"
@@ -97,6 +100,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
                           "a number of seconds >= 0 (at most 10 years)"),
     "dead_letter": (lambda v: v is None or (isinstance(v, str) and QUEUE_NAME.match(v) is not None),
                     "a queue name (letters, digits, '_' and '-') or null"),
+    "umask": (fs.valid_umask, 'an octal string such as "007", an integer 0..511 (0o777), or null'),
 }
 
 
@@ -110,19 +114,22 @@ def check(settings: Settings, source: str) -> None:
                     source, key, expected, value), "config")
 
 
-# The flat "key: integer|decimal|true|false|null|word" files that ddmq writes
-# are read and written without PyYAML, whose import alone costs about 14 ms,
-# two thirds of an interpreter's start-up, on every CLI command; any other
-# file goes through yaml.safe_load, which gives the same result for these
-# lines.  A word (a queue name such as a dead_letter) is a string, except
-# the words YAML 1.1 reads as booleans or null, which are left to PyYAML.
-_FLAT_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(?: +(0|[1-9][0-9]*|(?:0|[1-9][0-9]*)\.[0-9]+"
+# The flat "key: integer|decimal|true|false|null|word|'octal'" files that
+# ddmq writes are read and written without PyYAML, whose import alone costs
+# about 14 ms, two thirds of an interpreter's start-up, on every CLI command;
+# any other file goes through yaml.safe_load, which gives the same result for
+# these lines (YAML 1.1: a leading 0 makes an integer octal; a quoted value
+# is a string).  A word (a queue name such as a dead_letter) is a string,
+# except the words YAML 1.1 reads as booleans or null, which are left to PyYAML.
+_FLAT_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(?: +(0|[1-9][0-9]*|0[0-7]+"
+                        r"|(?:0|[1-9][0-9]*)\.[0-9]+|'[0-7]+'|\"[0-7]+\""
                         r"|[A-Za-z][A-Za-z0-9_-]*))? *\Z")
 _FLAT_WORDS: dict[Optional[str], Optional[bool]] = {
     "true": True, "false": False, "null": None, None: None}
 _YAML_WORDS = frozenset(("y", "yes", "n", "no", "true", "false", "on", "off", "null"))
 _DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)\.[0-9]+\Z")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
+_OCTAL_TEXT = re.compile(r"[0-7]+\Z")
 
 
 def _parse_flat(text: str) -> Optional[Settings]:
@@ -137,8 +144,13 @@ def _parse_flat(text: str) -> Optional[Settings]:
         key, value = match.groups()
         if value in _FLAT_WORDS:
             data[key] = _FLAT_WORDS[value]
+        elif value[0] in "'\"":
+            data[key] = value[1:-1]
         elif value[0].isdigit():
-            data[key] = float(value) if "." in value else int(value)
+            if "." in value:
+                data[key] = float(value)
+            else:
+                data[key] = int(value, 8) if value[0] == "0" and len(value) > 1 else int(value)
         elif value.lower() in _YAML_WORDS:
             return None
         else:
@@ -159,6 +171,8 @@ def _dump_flat(settings: Settings) -> Optional[str]:
             lines.append("{}: {}\n".format(key, value))
         elif isinstance(value, float) and _DECIMAL.match(repr(value)):
             lines.append("{}: {!r}\n".format(key, value))
+        elif isinstance(value, str) and _OCTAL_TEXT.match(value):
+            lines.append("{}: '{}'\n".format(key, value))
         elif (isinstance(value, str) and _WORD.match(value)
               and value.lower() not in _YAML_WORDS):
             lines.append("{}: {}\n".format(key, value))
@@ -173,6 +187,8 @@ def read(path: str) -> Settings:
         raw = retry_stale(_read_bytes, path)
     except FileNotFoundError:
         raise
+    except PermissionError as exc:
+        raise storage_error(exc, "read", path, [(path, "read")]) from None
     except OSError as exc:
         raise ConfigError("cannot read {}: {}".format(path, exc.strerror or exc), "config") from None
     data: object
@@ -206,15 +222,18 @@ def _safe_load(raw: bytes, path: str) -> object:
         raise ConfigError("{} is not valid YAML: {}".format(path, reason), "config") from None
 
 
-def write(path: str, settings: Settings) -> None:
-    """Replace the YAML file at ``path`` atomically, so readers see the old or the new file."""
+def write(path: str, settings: Settings, umask: Optional[int] = None) -> None:
+    """Replace the YAML file at ``path`` atomically, so readers see the old or the new file.
+
+    ``umask`` is the ``umask`` setting that applies to the file's folder.
+    """
     check(settings, path)
     text = _dump_flat(settings)
     if text is None:
         import yaml
 
         text = yaml.safe_dump(settings, default_flow_style=False)
-    _replace(path, text)
+    _replace(path, text, umask)
 
 
 def read_cleaned(queue_dir: str) -> int:
@@ -226,17 +245,16 @@ def read_cleaned(queue_dir: str) -> int:
         return 0  # at worst the queue is cleaned again, which is always safe
 
 
-def write_cleaned(queue_dir: str, when: float) -> None:
+def write_cleaned(queue_dir: str, when: float, umask: Optional[int] = None) -> None:
     """Record that the queue was cleaned at epoch time ``when``."""
-    _replace(os.path.join(queue_dir, CLEANED_NAME), "{}\n".format(int(when)))
+    _replace(os.path.join(queue_dir, CLEANED_NAME), "{}\n".format(int(when)), umask)
 
 
-def _replace(path: str, text: str) -> None:
+def _replace(path: str, text: str, umask: Optional[int]) -> None:
     # A hidden, unique temporary name: never mistaken for a message or a config.
     temp = os.path.join(os.path.dirname(path), ".{}.{}.tmp".format(CONFIG_NAME, os.urandom(8).hex()))
     try:
-        with open(temp, "w") as handle:
-            handle.write(text)
+        fs.write_file(temp, text.encode("utf-8"), umask)
         os.replace(temp, path)
     except BaseException:
         try:

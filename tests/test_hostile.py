@@ -271,7 +271,8 @@ def test_permission_denied_as_another_user():
         for action in ("publish", "consume", "clean", "create"):
             assert result[action] is not None, action
             kind, code, text = result[action]
-            assert code == "io" and "Permission denied" in text, result[action]
+            assert kind == "PermissionDeniedError" and code == "permission", result[action]
+            assert "Permission denied" in text and "permission on" in text, result[action]
         for action in ("cli_publish", "cli_consume"):
             status, stderr = result[action]
             assert_clear_cli_error(status, stderr, "Permission denied")
