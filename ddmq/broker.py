@@ -286,7 +286,8 @@ class broker:
         log.info("Deleting queue %s", queue)
         self.purge_queue(queue)
         try:
-            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR, protocol.DELAYED_DIR):
+            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR, protocol.DELAYED_DIR,
+                           protocol.DUE_DIR):
                 path = os.path.join(queue_dir, folder)
                 for name in _listdir(path):
                     os.unlink(os.path.join(path, name))
@@ -475,12 +476,17 @@ class broker:
         """Make the due delayed messages of the Queue ``q`` waiting (see :mod:`ddmq.delayed`)."""
         now = self.clock()
         due = q.delayed.due(now, force)
+        if force:
+            # Markers of minutes long past that hold no delayed name: a
+            # publisher cannot still be delaying a message into them.
+            protocol.remove_due_marks(q.dir, q.delayed.marked, now - TAKE_OVER_GRACE * 10
+                                      - q.settings["clock_skew"])
         if not due:
             return 0
         lease = now + TAKE_OVER_GRACE + q.settings["clock_skew"]
         promoted = 0
         for name in due:
-            ready = protocol.promote(q.dir, name, lease, q.settings["fsync"])
+            ready = protocol.promote(q.dir, name, lease, q.settings["fsync"], q.umask)
             if ready is not None:
                 q.offer(ready)
                 promoted += 1
@@ -1038,7 +1044,7 @@ class broker:
 
     def _foreign_entries(self, queue_dir):
         known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,
-                 protocol.QUARANTINE_DIR, protocol.DELAYED_DIR}
+                 protocol.QUARANTINE_DIR, protocol.DELAYED_DIR, protocol.DUE_DIR}
         for name in _listdir(queue_dir):
             if name not in known and not names.READY_NAME.match(name) \
                     and not name.startswith("." + settings.CONFIG_NAME):

@@ -6,16 +6,21 @@ A message published with a delay, or requeued with a retry delay, waits in
 names, and no consumer lists that folder while it scans for waiting
 messages: consume cost does not grow with the number of delayed messages.
 
-Each broker keeps, per queue, a :class:`DelayedIndex`: the earliest due
-time seen in ``delayed/`` and the folder's modification time at that
-listing.  A consume looks at ``delayed/`` only
+Even one listing of ``delayed/`` per process would cost a short-lived
+consumer more than its messages when 100,000 wait there, so every name is
+first *marked*: ``<queue>/.due/<minute>``, an empty file named by the first
+second of the minute it is due in (:func:`ddmq.protocol.mark_due`).  That
+folder holds one file per minute that has delayed messages, and a
+``clean`` removes markers of minutes long past that hold none.
 
-* when that earliest due time has passed, or
-* at most once per :data:`CHECK_INTERVAL` (1 s), with one ``stat``, and
-  lists it only if its modification time changed since the last listing
-  (another process delayed or promoted a message), or
-* when the last listing is older than :data:`RELIST_INTERVAL` (30 s), in
-  case a network filesystem's cached attributes hid a change.
+Each broker keeps, per queue, a :class:`DelayedIndex`: the earliest due
+time it knows and the modification time of ``.due/`` when it last looked.
+A consume lists ``delayed/`` only when that earliest due time has passed;
+otherwise, at most once per :data:`CHECK_INTERVAL` (1 s), it stats
+``.due/`` and, if it changed (or on its first look), lists the markers to
+learn the earliest due minute; every :data:`RELIST_INTERVAL` (30 s) it
+lists ``delayed/`` anyway, in case a network filesystem's cached
+attributes hid a change or a marker was removed under a slow publisher.
 
 A due message is promoted by whichever consumer or cleaner gets there first
 (:func:`ddmq.protocol.promote`: two renames to names only the promoter
@@ -33,21 +38,33 @@ import os
 import time
 
 from .names import DELAYED_NAME, SECONDS_DIGITS, ready_sort_key
-from .protocol import retry_stale
+from .protocol import DELAYED_DIR, DUE_DIR, MARK_SECONDS, retry_stale
 
-CHECK_INTERVAL = 1.0     # seconds between two looks (one stat) at delayed/
+CHECK_INTERVAL = 1.0     # seconds between two looks (one stat) at .due/
 RELIST_INTERVAL = 30.0   # seconds after which delayed/ is listed even if it looks unchanged
+_UNSEEN = object()
+
+
+def _stamp(folder):
+    try:
+        status = os.stat(folder)
+    except OSError:
+        return None   # no .due/ yet (or gone): nothing delayed
+    return status.st_mtime_ns, status.st_ino
 
 
 class DelayedIndex:
-    """What one process knows about one queue's ``delayed/`` folder."""
+    """What one process knows about one queue's ``delayed/`` folder (and its ``.due/`` markers)."""
 
-    def __init__(self, folder):
-        self.folder = folder
-        self.next_due = None       # earliest due second in the last listing; None: none seen
+    def __init__(self, queue_dir):
+        self.folder = queue_dir + "/" + DELAYED_DIR
+        self.marks = queue_dir + "/" + DUE_DIR
+        self.next_due = None       # earliest due second known; None: none known
+        #: The marker minutes of the names in the last listing of delayed/.
+        self.marked = set()
         self._checked = None       # time.monotonic() of the last look
-        self._listed = None        # time.monotonic() of the last listing
-        self._stamp = None         # (mtime_ns, inode) of the folder at the last listing
+        self._listed = None        # time.monotonic() of the last listing (or first look)
+        self._stamp = _UNSEEN      # (mtime_ns, inode) of .due/ at the last look
 
     def due(self, now, force=False):
         """Return the names in ``delayed/`` due at epoch time ``now``, in due order.
@@ -56,44 +73,52 @@ class DelayedIndex:
         described above; ``force`` always lists.
         """
         mono = time.monotonic()
-        if not force and (self.next_due is None or now < self.next_due):
-            if self._checked is not None and mono - self._checked < CHECK_INTERVAL:
-                return []
-            self._checked = mono
-            if (self._listed is not None and self._stamp == self._folder_stamp()
-                    and mono - self._listed < RELIST_INTERVAL):
-                return []
-        return self._list(now, mono)
+        if force or (self.next_due is not None and now >= self.next_due):
+            return self._list(now, mono)
+        if self._checked is not None and mono - self._checked < CHECK_INTERVAL:
+            return []
+        self._checked = mono
+        if self._listed is None:
+            self._listed = mono   # the markers stand in for a first listing
+        elif mono - self._listed >= RELIST_INTERVAL:
+            return self._list(now, mono)
+        stamp = _stamp(self.marks)
+        if stamp == self._stamp:
+            return []
+        self._stamp = stamp
+        earliest = self._earliest_mark()
+        if earliest is not None and earliest <= now:
+            return self._list(now, mono)
+        self.next_due = earliest
+        return []
 
-    def _folder_stamp(self):
+    def _earliest_mark(self):
         try:
-            status = os.stat(self.folder)
-        except OSError:
-            return None   # no delayed/ yet (or gone): nothing delayed
-        return status.st_mtime_ns, status.st_ino
+            marks = retry_stale(os.listdir, self.marks)
+        except FileNotFoundError:
+            return None
+        minutes = [int(mark) for mark in marks if mark.isdigit()]
+        return min(minutes) if minutes else None
 
     def _list(self, now, mono):
-        stamp = self._folder_stamp()   # before listing: a change during it shows next time
+        self._stamp = _stamp(self.marks)   # before listing: a change during it shows next time
         try:
             # RACE: on a network filesystem a folder can answer ESTALE for a
             # moment (another client replaced an entry); a fresh lookup works.
-            entries = retry_stale(os.listdir, self.folder)
+            entries = [name for name in retry_stale(os.listdir, self.folder)
+                       if DELAYED_NAME.match(name)]
         except FileNotFoundError:
             entries = []
         self._checked = self._listed = mono
-        self._stamp = stamp
         # A name whose first 10 digits are at most now sorts before now + 1.
         limit = "{:0{}d}".format(int(now) + 1, SECONDS_DIGITS)
         # Due order, then (within one second, whatever the random nonces)
         # the serving order they had when delayed: FIFO survives a delay.
-        due = sorted((name for name in entries if name < limit and DELAYED_NAME.match(name)),
-                     key=_due_order)
+        due = sorted((name for name in entries if name < limit), key=_due_order)
         later = [name for name in entries if name >= limit]
-        first = min(later) if later else None
-        if first is not None and not DELAYED_NAME.match(first):
-            later = [name for name in later if DELAYED_NAME.match(name)]
-            first = min(later) if later else None
-        self.next_due = int(first[:SECONDS_DIGITS]) if first is not None else None
+        self.next_due = int(min(later)[:SECONDS_DIGITS]) if later else None
+        self.marked = {int(name[:SECONDS_DIGITS]) // MARK_SECONDS * MARK_SECONDS
+                       for name in entries}
         return due
 
     def note(self, due):

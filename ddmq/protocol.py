@@ -11,6 +11,8 @@ the broker calls it for every state change.  The layout of one queue folder::
     <queue>/delayed/<due><nonce>.<prio>.<qnum>.ddmq<id>
                                                      DELAYED  not to be served before due;
                                                      PROMOTING when "due" is a promoter's lease
+    <queue>/.due/<minute>                            (marker) some delayed name is due in
+                                                     that minute; made before the name
 
 (name grammar: :mod:`ddmq.names`).  Each transition is ONE atomic namespace
 operation, and every rename targets a name that no other process can choose:
@@ -85,6 +87,8 @@ WORK_DIR = "work"
 TEMP_DIR = ".tmp"
 QUARANTINE_DIR = ".quarantine"
 DELAYED_DIR = "delayed"
+DUE_DIR = ".due"
+MARK_SECONDS = 60     # one due marker per minute that holds a due time
 
 # Hot paths (publish, claim, read, remove) build paths as "<dir>/<name>"
 # (names never contain a separator): several times cheaper than
@@ -243,8 +247,43 @@ def publish(queue_dir, ready, data, fsync=False, umask=None):
         _fsync_dir(queue_dir)
 
 
+def mark_due(queue_dir, due, umask=None):
+    """Make sure ``.due/`` holds the marker of the minute of epoch second ``due``.
+
+    Markers are empty files named by the first second of a minute in which
+    some delayed name is due: consumers list this small folder instead of
+    ``delayed/`` to learn the earliest due time (see :mod:`ddmq.delayed`).
+    Every name is marked before it appears in ``delayed/``.
+    """
+    folder = queue_dir + "/" + DUE_DIR
+    path = "{}/{:010d}".format(folder, int(due) // MARK_SECONDS * MARK_SECONDS)
+    if os.path.lexists(path):
+        return
+    try:
+        try:
+            os.close(fs.open_file(path, umask, os.O_WRONLY | os.O_CREAT))
+        except FileNotFoundError:
+            _make_dir(folder, umask)
+            os.close(fs.open_file(path, umask, os.O_WRONLY | os.O_CREAT))
+    except OSError as exc:
+        raise storage_error(exc, "mark a due time in", folder) from None
+
+
+def remove_due_marks(queue_dir, keep, older_than):
+    """Remove the markers of minutes ending before ``older_than`` that are not in ``keep``."""
+    folder = queue_dir + "/" + DUE_DIR
+    try:
+        marks = os.listdir(folder)
+    except OSError:
+        return
+    for mark in marks:
+        if mark.isdigit() and int(mark) + MARK_SECONDS < older_than and int(mark) not in keep:
+            _unlink_quietly(folder + "/" + mark)  # RACE: another cleaner removed it too
+
+
 def delay(queue_dir, delayed, data, fsync=False, umask=None):
     """Make ``data`` a delayed message named ``delayed``: WRITING -> DELAYED."""
+    mark_due(queue_dir, int(delayed[:names.SECONDS_DIGITS]), umask)
     temp = _write_temp(queue_dir, data, fsync, umask)
     folder = queue_dir + "/" + DELAYED_DIR
     destination = folder + "/" + delayed
@@ -274,7 +313,7 @@ def requeue_delayed(queue_dir, work, delayed, data, fsync=False, umask=None):
     remove(queue_dir + "/" + WORK_DIR, work, fsync)
 
 
-def promote(queue_dir, delayed, lease, fsync=False):
+def promote(queue_dir, delayed, lease, fsync=False, umask=None):
     """Make the due delayed message ``delayed`` waiting: DELAYED -> PROMOTING -> READY.
 
     Two renames, each to a name only this promoter chose: first, inside
@@ -288,6 +327,7 @@ def promote(queue_dir, delayed, lease, fsync=False):
     parsed = names.DELAYED_NAME.match(delayed)
     folder = queue_dir + "/" + DELAYED_DIR
     mine = names.delayed_name(lease, parsed.group(2))
+    mark_due(queue_dir, lease, umask)
     if not _move(folder + "/" + delayed, folder + "/" + mine, fsync):
         return None  # RACE: another consumer or cleaner promotes it
     ready = names.ready_name(parsed.group(3), names.new_queue_number(), parsed.group(4))

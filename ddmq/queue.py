@@ -23,7 +23,7 @@ class Queue:
         self.work_dir = self.dir + "/" + protocol.WORK_DIR
         self.delayed_dir = self.dir + "/" + protocol.DELAYED_DIR
         #: What this process knows of the delayed messages (see :mod:`ddmq.delayed`).
-        self.delayed = DelayedIndex(self.delayed_dir)
+        self.delayed = DelayedIndex(self.dir)
         self.settings = settings
         #: The queue's ``umask`` setting as an int, None if unset: what protocol's creators take.
         self.umask = fs.parse_umask(settings["umask"])

@@ -263,3 +263,37 @@ def test_cli_publish_delay_and_view_delayed(root):
         {"queue": "q", "waiting": 1, "work": 0}
     assert json.loads(_cli("consume", "--format", "json", root, "q").stdout)["message"] == "past"
     assert _cli("consume", "-s", root, "q").returncode == 3
+
+
+def test_a_fresh_consumer_learns_the_earliest_due_time_from_markers_not_a_listing(root, monkeypatch):
+    clock = Clock()
+    b = ddmq.broker(root, create=True, clock=clock)
+    b.publish_many("q", ["later"] * 30, delay=7200)
+    b.publish("q", "now")
+    listed = []
+    real = os.listdir
+
+    def counting(path="."):
+        if str(path).endswith("/delayed"):
+            listed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(delayed_module.os, "listdir", counting)
+    fresh = ddmq.broker(root, clock=clock)
+    assert fresh.consume("q", skip_cleaning=True).message == "now"
+    assert listed == []
+    clock.now += 7200
+    assert len(fresh.consume("q", n=50, skip_cleaning=True)) == 30
+    assert len(listed) == 1
+
+
+def test_clean_removes_the_markers_of_minutes_long_past(clocked):
+    b, clock = clocked
+    b.publish("q", "x", delay=5)
+    marks = os.path.join(b.root, "q", ".due")
+    assert len(os.listdir(marks)) == 1
+    clock.now += 5
+    assert b.consume("q").message == "x"
+    clock.now += 3600
+    b.clean("q", force=True)
+    assert os.listdir(marks) == []
