@@ -111,7 +111,10 @@ def publish(b, topic, payload, clean, options):
 
     from .broker import _check_options, _new_id, _new_message, log
 
-    subscribed = [b._queue(name) for name in subscribers(b.root, topic)]
+    queues = subscribers(b.root, topic)
+    for name in queues:  # before any queue is created: bad options change nothing
+        _check_options(name, dict(options, priority=options["priority"] or 0))
+    subscribed = [b._queue(name) for name in queues]
     if not subscribed:
         return []
     checked = []
@@ -119,7 +122,6 @@ def publish(b, topic, payload, clean, options):
         own = dict(options)
         if own["priority"] is None:
             own["priority"] = q.settings["priority"]
-        _check_options(q.name, own)
         checked.append(own)
     first, ready, data = _new_message(subscribed[0].name, payload, checked[0], b.clock(),
                                       b._codec, topic)
