@@ -26,6 +26,10 @@ import errno
 import os
 
 from . import names, protocol
+# ddmq.broker imports this module only when a topic is used, once it is loaded itself.
+from .broker import _check_options, _new_id, _new_message, log
+from .errors import InvalidInputError
+from .message import message
 
 TOPICS_DIR = ".topics"
 
@@ -107,16 +111,15 @@ def publish(b, topic, payload, clean, options):
     options and the payload encoded, before anything is written: bad input
     or a missing queue changes nothing.
     """
-    from copy import copy
-
-    from .broker import _check_options, _new_id, _new_message, log
-
     queues = subscribers(b.root, topic)
-    for name in queues:  # before any queue is created: bad options change nothing
-        _check_options(name, dict(options, priority=options["priority"] or 0))
-    subscribed = [b._queue(name) for name in queues]
-    if not subscribed:
+    if not queues:
         return []
+    # Checked before any queue is created: bad options change nothing.
+    _check_options(queues[0], dict(options, priority=options["priority"] or 0))
+    if options["dead_letter"] in queues:
+        raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(
+            options["dead_letter"]), "invalid")
+    subscribed = [b._queue(name) for name in queues]
     checked = []
     for q in subscribed:
         own = dict(options)
@@ -127,7 +130,8 @@ def publish(b, topic, payload, clean, options):
                                       b._codec, topic)
     msgs, targets = [first], [(subscribed[0].dir, ready)]
     for q, own in zip(subscribed[1:], checked[1:]):
-        msg = copy(first)
+        msg = message.__new__(message)   # a shallow copy, without copy.copy's cost
+        msg.__dict__.update(first.__dict__)
         msg.queue, msg.id, msg.priority = q.name, _new_id(), own["priority"]
         msg.queue_number = names.new_queue_number()
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
@@ -141,5 +145,5 @@ def publish(b, topic, payload, clean, options):
     for q, (_, ready) in zip(subscribed, targets):
         q.offer(ready)
     log.debug("Published to topic %s: %d queue(s), %d of them by copy", topic, len(msgs),
-                copies)
+              copies)
     return msgs
