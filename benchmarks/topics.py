@@ -7,7 +7,8 @@ the figures in docs/performance.rst).  Each round publishes ``n`` messages
 with :meth:`ddmq.broker.publish` to one queue and ``n`` with
 :meth:`ddmq.broker.publish_topic` to a topic with ``subscribers`` queues,
 each in a fresh root, alternating, and reports the median time per call of
-each and their ratio (the target: at most 2x).  The topic is also timed
+each and their ratio (the target: at most 2x); then the same for the
+commands ``ddmq publish`` and ``ddmq publish --topic``, start-up included.  The topic is also timed
 with hard links refused (os.link raising EXDEV: one copy per queue), the
 fallback for filesystems without links.  Absolute times depend on the
 machine; the ratios, measured in one run, are what to compare.
@@ -66,6 +67,25 @@ def time_topic_copies(base, n, subscribers):
         os.link = real
 
 
+def time_commands(base, subscribers, runs):
+    """Return the median seconds of ``ddmq publish`` and of ``ddmq publish --topic``, interleaved."""
+    import subprocess
+
+    ddmq_cli = [sys.executable, "-m", "ddmq"]
+    b = _fresh(base, "cli")
+    for k in range(subscribers):
+        b.subscribe("t", "q{}".format(k))
+    commands = {"plain": ddmq_cli + ["publish", b.root, "q0", "hello"],
+                "topic": ddmq_cli + ["publish", "-s", "--topic", "t", b.root, "hello"]}
+    times = {key: [] for key in commands}
+    for _ in range(runs):
+        for key, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dir")
@@ -86,7 +106,11 @@ def main(argv=None):
                        ("copies", "publish_topic, copies (links refused)")):
         value = statistics.median(runs[key])
         print("{:40s} {:8.1f} us/call  {:5.2f}x plain".format(label, value * 1e6, value / plain))
-    for label in ("plain", "topic", "copies"):
+    cli = time_commands(args.dir, args.subscribers, args.repeat * 6)
+    print("{:40s} {:8.1f} ms/command".format("ddmq publish (command)", cli["plain"] * 1e3))
+    print("{:40s} {:8.1f} ms/command  {:5.2f}x plain".format(
+        "ddmq publish --topic (command)", cli["topic"] * 1e3, cli["topic"] / cli["plain"]))
+    for label in ("plain", "topic", "copies", "cli"):
         shutil.rmtree(os.path.join(args.dir, label), ignore_errors=True)
 
 

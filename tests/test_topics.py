@@ -385,3 +385,9 @@ def test_topics_across_three_glusterfs_mounts(dfs_roots):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert [m.queue for m in brokers["c"].publish_topic("t", "last")] == ["qb", "qc"]
+
+
+@pytest.mark.parametrize("command", ["subscribe", "unsubscribe", "subscriptions"])
+def test_topic_commands_have_help_and_need_a_root(command):
+    assert ok(command, "-h").startswith("usage: ddmq " + command)
+    assert "required" in fails(2, command)
