@@ -25,7 +25,7 @@ from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, Leas
                      MessageNotFoundError, PermissionDeniedError, QueueNotFoundError, RootError,
                      StorageError)
 from .clock import FilesystemClock
-from .message import Codec, from_file, message, to_file
+from .message import Codec, from_file, locate, message, to_file
 from .queue import Queue
 
 __all__ = ["broker", "DdmqError"]
@@ -430,6 +430,62 @@ class broker:
         log.debug("Published %d message(s) to %s", len(published), queue)
         return published
 
+    # Topics (see ddmq.topics)
+
+    def subscribe(self, topic, queue):
+        """Subscribe ``queue`` to ``topic``: it gets a copy of every later publish to it.
+
+        A missing queue is created if the broker was made with
+        ``create=True``, else QueueNotFoundError is raised.  Returns True, or
+        False if the queue was subscribed already.
+        """
+        from . import topics  # not at the top: start-up time of plain commands
+
+        names.check_topic_name(topic)
+        self._queue(queue)
+        return topics.subscribe(self.root, topic, queue, self.umask)
+
+    def unsubscribe(self, topic, queue):
+        """Unsubscribe ``queue`` from ``topic``; return True, or False if it was not subscribed.
+
+        The queue keeps the messages it has; later publishes skip it.
+        """
+        from . import topics
+
+        return topics.unsubscribe(self.root, topic, queue)
+
+    def subscriptions(self, topic=None):
+        """Return ``{topic: [queue, ...]}``, sorted: every topic's subscribers, or ``topic``'s."""
+        from . import topics
+
+        chosen = topics.topics(self.root) if topic is None else [topic]
+        return {name: topics.subscribers(self.root, name) for name in chosen}
+
+    def publish_topic(self, topic, msg_text=None, priority=None, clean=True, requeue=None,
+                      requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
+                      skip_cleaning=None, message=None, dead_letter=None):
+        """Publish a message to every queue subscribed to ``topic``; return the messages.
+
+        Takes the options of :meth:`publish`; each queue gets one copy with
+        its own id and file name (one message object per queue, in queue
+        name order; an empty list if nobody is subscribed).  ``priority``
+        defaults to each queue's setting.  The queues are those subscribed
+        when the call lists the topic; each is checked (or created, with
+        ``create=True``) before anything is written.  The file is written
+        once and hard-linked into the queues (copied where the filesystem
+        refuses links).  Not atomic across queues: if writing one copy
+        fails, the copies before it stay published and the error is raised.
+        """
+        from . import topics
+
+        names.check_topic_name(topic)
+        text = msg_text if msg_text is not None else message
+        return topics.publish(self, topic, "" if text is None else text,
+                              _wants_cleaning(clean, skip_cleaning),
+                              dict(priority=priority, requeue=requeue, requeue_prio=requeue_prio,
+                                   timeout=timeout, requeue_counter=requeue_counter,
+                                   requeue_limit=requeue_limit, dead_letter=dead_letter))
+
     def consume(self, queue, n=1, clean=True, skip_cleaning=None, wait=None):
         """Consume up to ``n`` messages from ``queue``, in serving order.
 
@@ -776,6 +832,8 @@ class broker:
         msg = from_file(data)
         if msg is None:
             raise DdmqError("message file {} is corrupt".format(full), "corrupt")
+        parsed = names.parse_work_name(name)
+        locate(msg, queue, parsed[1] if parsed else name)
         msg.filename = name
         if self._codec is not None:
             self._decode(msg, [])
@@ -906,8 +964,7 @@ class broker:
             where = protocol.quarantine(q.dir, work, q.settings["fsync"], q.umask)
             log.warning("Message file %s/work/%s is corrupt; moved to %s", q.name, work, where)
             return None
-        msg.queue = q.name
-        return msg
+        return locate(msg, q.name, names.parse_work_name(work)[1])
 
     def _check_queue_folder(self, q):
         """Raise QueueNotFoundError if the folder of the Queue ``q`` (or the root) was removed."""
@@ -1076,12 +1133,13 @@ def _check_options(queue, options):
             options["requeue"]), "invalid")
 
 
-def _new_message(queue, payload, options, now, codec=None):
+def _new_message(queue, payload, options, now, codec=None, topic=None):
     """Return a new message, its waiting file name and the bytes of its file.
 
     ``options`` holds the per-message fields (priority, timeout, ...);
     ``now`` is the time of publication; ``codec`` (a
-    :class:`~ddmq.message.Codec`, or None) encodes ``payload``.
+    :class:`~ddmq.message.Codec`, or None) encodes ``payload``; ``topic``
+    is the topic it is published to, if any.
     """
     msg_id = _new_id()
     number = names.new_queue_number()
@@ -1089,6 +1147,7 @@ def _new_message(queue, payload, options, now, codec=None):
     msg = message(queue=queue, message=payload, id=msg_id, queue_number=number,
                   filename=queue + "/" + ready, published_at=now, delivery_count=0,
                   **options)
+    msg.topic = topic
     if codec is None:
         return msg, ready, to_file(msg)
     msg.message, msg.codec = codec.encode(payload), codec.name

@@ -40,7 +40,7 @@ from . import __version__
 from .broker import broker
 from .errors import DdmqError, InvalidInputError, QueueNotFoundError, RootError
 from .message import json_payload, message
-from .names import READY_NAME, WORK_NAME, check_queue_name
+from .names import READY_NAME, WORK_NAME, check_queue_name, check_topic_name
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -55,7 +55,7 @@ The available commands are:
 view      List queues and number of messages
 create    Create a queue
 delete    Delete a queue
-publish   Publish message to queue
+publish   Publish message to queue (or to a topic's queues)
 consume   Consume message from queue
 pop       Consume and delete message from queue (at most once)
 peek      Show waiting messages without consuming them
@@ -63,6 +63,9 @@ ack       Positively acknowledge a message
 nack      Negatively acknowledge a message (possibly requeue)
 del_msg   Delete the specified message
 redrive   Send dead-lettered messages back to their queue
+subscribe     Subscribe queue(s) to a topic
+unsubscribe   Unsubscribe queue(s) from a topic
+subscriptions List the queues subscribed to topics
 purge     Purge all messages from queue
 clean     Clean out expired messages from queue
 json      Run a command packaged as a JSON object
@@ -122,6 +125,13 @@ class Parser(argparse.ArgumentParser):
         # No abbreviations: "--requeue" must never be read as another option's prefix.
         super().__init__(*args, formatter_class=_help_formatter, allow_abbrev=False, **kwargs)
         self.keys = {}
+        self.check = None   # checks the parsed arguments together, if set
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if self.check is not None:
+            self.check(parsed)
+        return parsed
 
     def add(self, *flags, **kwargs):
         """Add an argument and keep its action under its destination, the JSON key."""
@@ -180,6 +190,14 @@ def _queue_name(text):
     """Return ``text`` if it is a valid queue name."""
     try:
         return check_queue_name(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _topic_name(text):
+    """Return ``text`` if it is a valid topic name."""
+    try:
+        return check_topic_name(text)
     except InvalidInputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -267,8 +285,14 @@ def _build_create(parser):
 
 def _build_publish(parser):
     _add_root(parser)
-    parser.add("queue", type=_queue_name, help="queue to publish to")
-    payload = parser.add_mutually_exclusive_group(required=True)
+    # With --topic there is no queue: the first text after ROOT is the message,
+    # so the queue is checked with the other arguments (_check_publish).
+    parser.check = _check_publish
+    parser.add("queue", nargs="?", help="queue to publish to (not with --topic)")
+    parser.add("--topic", type=_topic_name, metavar="TOPIC",
+               help="publish to every queue subscribed to TOPIC instead of to one queue "
+                    "(ddmq publish --topic TOPIC ROOT MESSAGE)")
+    payload = parser.add_mutually_exclusive_group()
     for action in (
             payload.add_argument("message", nargs="?", help="message text (quote it; put -- "
                                  "before it if it starts with -)"),
@@ -294,6 +318,23 @@ def _build_publish(parser):
                     "dead_letter setting)")
     _add_skip_cleaning(parser, "publish")
     _add_common(parser, "create the root folder and the queue if missing")
+
+
+def _build_subscribe(verb):
+    def build(parser):
+        _add_root(parser)
+        parser.add("topic", type=_topic_name, help="topic name")
+        parser.add("queue", type=_queue_list,
+                   help="comma-separated names of the queues to {}".format(verb))
+        _add_common(parser, "create the root folder and the queues if missing"
+                    if verb == "subscribe" else None)
+    return build
+
+
+def _build_subscriptions(parser):
+    _add_root(parser)
+    parser.add("topic", nargs="?", type=_topic_name, help="topic to show (default: all)")
+    _add_common(parser, None, silent=None)
 
 
 def _build_consume(parser):
@@ -390,6 +431,8 @@ def _message_record(msg):
         record["message_codec"] = msg.codec
     for key in MESSAGE_FIELDS[1:]:
         record[key] = data[key]
+    if msg.topic is not None:
+        record["topic"] = msg.topic
     return record
 
 
@@ -459,17 +502,73 @@ def _read_payload(path):
                                 "invalid") from None
 
 
+def _check_publish(args):
+    """Check publish's queue, --topic and message together; set ``args.message`` to the text."""
+    hint = " (see 'ddmq publish -h')"
+    if args.topic is None:
+        if args.queue is None:
+            raise UsageError("give the queue to publish to, or --topic" + hint)
+        try:
+            check_queue_name(args.queue)
+        except InvalidInputError as exc:
+            raise UsageError("argument queue: {}{}".format(exc, hint)) from None
+    else:
+        # ROOT MESSAGE: argparse put the message where the queue would be.
+        if args.message is not None or (args.file is not None and args.queue is not None):
+            raise UsageError("give a queue or --topic, not both" + hint)
+        args.message, args.queue = args.queue, None
+    if args.message is None and args.file is None:
+        raise UsageError("one of the arguments message --file is required" + hint)
+
+
 def publish(args):
-    """Publish one message: a text, or the bytes of --file."""
+    """Publish one message (a text, or the bytes of --file) to a queue or to a topic's queues."""
     payload = args.message if args.file is None else _read_payload(args.file)
     b = _open_broker(args)
     requeue = True if args.requeue or args.requeue_prio is not None else None
-    msg = b.publish(args.queue, msg_text=payload, priority=args.priority,
-                    requeue=requeue, requeue_prio=args.requeue_prio, timeout=args.timeout,
-                    requeue_limit=args.requeue_limit, dead_letter=args.dead_letter,
-                    delay=args.delay, not_before=args.not_before,
-                    skip_cleaning=args.skip_cleaning)
+    options = dict(msg_text=payload, priority=args.priority,
+                   requeue=requeue, requeue_prio=args.requeue_prio, timeout=args.timeout,
+                   requeue_limit=args.requeue_limit, dead_letter=args.dead_letter,
+                   skip_cleaning=args.skip_cleaning)
+    if args.topic is not None:
+        if args.delay is not None or args.not_before is not None:
+            raise InvalidInputError("--delay and --not_before do not apply to --topic", "invalid")
+        msgs = b.publish_topic(args.topic, **options)
+        if not msgs and not args.s:
+            sys.stderr.write("ddmq publish: no queue is subscribed to topic {!r}\n".format(
+                args.topic))
+        return Output([_message_record(msg) for msg in msgs], _plain_message)
+    msg = b.publish(args.queue, delay=args.delay, not_before=args.not_before, **options)
     return Output([_message_record(msg)], _plain_message)
+
+
+def subscribe(args):
+    """Subscribe queues to a topic; a missing queue is an error before any change, unless -f."""
+    b = _open_broker(args)
+    _require_queues(b, args.queue)
+    records = [{"topic": args.topic, "queue": queue, "subscribed": b.subscribe(args.topic, queue)}
+               for queue in args.queue]
+    return Output(records, lambda r: ("subscribed queue {queue} to topic {topic}" if
+                                      r["subscribed"] else "queue {queue} was subscribed to "
+                                      "topic {topic} already").format(**r))
+
+
+def unsubscribe(args):
+    """Unsubscribe queues from a topic; one that was not subscribed is reported, not an error."""
+    b = _open_broker(args)
+    records = [{"topic": args.topic, "queue": queue,
+                "unsubscribed": b.unsubscribe(args.topic, queue)} for queue in args.queue]
+    return Output(records, lambda r: ("unsubscribed queue {queue} from topic {topic}" if
+                                      r["unsubscribed"] else "queue {queue} was not subscribed "
+                                      "to topic {topic}").format(**r))
+
+
+def subscriptions(args):
+    """List the subscriptions: one record per topic and subscribed queue."""
+    b = _open_broker(args)
+    records = [{"topic": topic, "queue": queue}
+               for topic, queues in b.subscriptions(args.topic).items() for queue in queues]
+    return Output(records, lambda r: "{topic} {queue}".format(**r))
 
 
 def _messages_output(verb, args, msgs):
@@ -622,6 +721,12 @@ COMMANDS = {
     "del_msg": Command("Delete message(s), waiting or consumed", _build_del_msg, del_msg),
     "redrive": Command("Send dead-lettered messages back to their queue", _build_redrive,
                        redrive),
+    "subscribe": Command("Subscribe queue(s) to a topic: each gets a copy of every later "
+                         "publish to it", _build_subscribe("subscribe"), subscribe),
+    "unsubscribe": Command("Unsubscribe queue(s) from a topic", _build_subscribe("unsubscribe"),
+                           unsubscribe),
+    "subscriptions": Command("List the queues subscribed to each topic (or to one)",
+                             _build_subscriptions, subscriptions),
     "purge": Command("Delete all messages of queue(s), keeping the queues",
                      _build_queues("purge", "create the root folder and the queues if missing"),
                      purge),
@@ -669,7 +774,8 @@ def _render_table(records):
 
 # Running.
 
-_FORCE = ("view", "create", "delete", "publish", "consume", "pop", "purge", "clean")  # have -f
+_FORCE = ("view", "create", "delete", "publish", "consume", "pop", "purge", "clean",
+          "subscribe")  # have -f
 _FORCE_HINT = " (use -f to create it)"
 _SHOWN_WHEN_SILENT = ("consume", "pop", "peek")  # their -s only silences "empty"
 

@@ -9,6 +9,12 @@ A message file holds one JSON object, UTF-8 encoded, with the keys in
 ``message_codec``
     the name of the broker codec that encoded the payload
     (:class:`Codec`); only a broker with that codec decodes it.
+``topic``
+    the topic the message was published to (:mod:`ddmq.topics`).  One
+    such file may be hard-linked into several queues, so its ``id``,
+    ``queue``, ``filename``, ``priority`` and ``queue_number`` are those of
+    one copy only: a reader takes them from the copy's file name and
+    folder instead (:func:`locate`).
 
 A plain JSON payload is written exactly as the original ddmq 0.9.14 wrote
 it.  0.9.14 ignores the keys it does not know, so it reads a bytes payload
@@ -23,7 +29,7 @@ import json
 import numbers
 
 from .errors import CodecError, InvalidInputError
-from .names import MESSAGE_ID, QUEUE_NAME
+from .names import MESSAGE_ID, QUEUE_NAME, READY_NAME
 
 #: The keys of a message file, in the order they are written.
 FIELDS = (
@@ -52,6 +58,7 @@ FIELDS = (
 )
 _FIELD_SET = frozenset(FIELDS)
 
+TOPIC_KEY = "topic"                 # the topic a message was published to
 ENCODING_KEY = "message_encoding"   # how "message" encodes a payload JSON cannot hold
 CODEC_KEY = "message_codec"         # the name of the codec that encoded the payload
 BASE64 = "base64"
@@ -77,6 +84,8 @@ class message:
     seconds) and ``dead_lettered_reason``.  ``not_before`` is the epoch
     time before which it was not to be served (a publish or retry delay).
 
+    ``topic`` is the topic the message was published to, or None.
+
     ``codec`` is the name of the codec that encoded the payload on disk,
     or None.  ``corrupt`` is True only for the stand-in that
     :meth:`ddmq.broker.peek` returns for an unreadable file.
@@ -84,6 +93,7 @@ class message:
 
     codec = None
     corrupt = False
+    topic = None
 
     def __init__(self, queue=None, message=None, timeout=None, id=None, priority=None,
                  queue_number=None, filename=None, requeue=None, requeue_counter=None,
@@ -176,6 +186,8 @@ def to_file(msg):
         fields["message"], fields[ENCODING_KEY] = json_payload(payload)
     if msg.codec is not None:
         fields[CODEC_KEY] = msg.codec
+    if msg.topic is not None:
+        fields[TOPIC_KEY] = msg.topic
     try:
         return json.dumps(fields).encode("utf-8")
     except (TypeError, ValueError) as exc:
@@ -221,9 +233,24 @@ def from_file(data):
     if msg.not_before is not None and not _is_time(msg.not_before):
         return None
     # Dead-letter fields: a requeue or redrive builds a folder path from them.
-    for queue in (msg.dead_letter, msg.dead_lettered_from):
+    for queue in (msg.dead_letter, msg.dead_lettered_from, msg.topic):
         if queue is not None and not (type(queue) is str and QUEUE_NAME.match(queue)):
             return None
+    return msg
+
+
+def locate(msg, queue, ready):
+    """Give ``msg``, read from the waiting name ``ready`` (or its work name's) of ``queue``, its place.
+
+    Sets ``queue``; for a message published to a topic, whose file may be
+    shared by hard links with other queues' copies, also the ``id``,
+    ``priority`` and ``queue_number`` of the name, which are this copy's
+    own.  An ordinary message's file holds the same values already.
+    """
+    msg.queue = queue
+    if msg.topic is not None:
+        priority, msg.queue_number, msg.id = READY_NAME.match(ready).groups()
+        msg.priority = int(priority)
     return msg
 
 
@@ -255,6 +282,9 @@ def _unpack(msg, package):
         except ValueError as exc:  # binascii.Error, or text that is not ASCII
             raise InvalidInputError("message is not valid base64: {}".format(exc),
                                     "invalid") from None
+    topic = package.get(TOPIC_KEY)
+    if topic is not None:
+        msg.topic = topic  # checked by from_file, with the other names
     codec = package.get(CODEC_KEY)
     if codec is not None:
         if not isinstance(codec, str):

@@ -60,6 +60,15 @@ def check_queue_name(queue: object) -> str:
     return queue
 
 
+def check_topic_name(topic: object) -> str:
+    """Return ``topic`` if it is a valid topic name (the grammar of queue names), else raise."""
+    if not isinstance(topic, str) or not QUEUE_NAME.match(topic):
+        raise InvalidInputError(
+            "invalid topic name {!r}: use only letters, digits, '_' and '-'".format(topic),
+            "invalid")
+    return topic
+
+
 def new_queue_number() -> str:
     """Return a fixed-width queue number, strictly greater than the last one of this process."""
     global _last_queue_number

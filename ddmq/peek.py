@@ -21,7 +21,7 @@ and ``message`` None.  It takes a place among the ``n``, as it does in the
 serving order.
 """
 
-from .message import from_file, message
+from .message import from_file, locate, message
 from .names import READY_NAME, ready_sort_key
 from .protocol import read_ready, retry_stale
 from .scanner import best_ready_names
@@ -55,6 +55,6 @@ def _message(data, queue, name):
         priority, number, msg_id = READY_NAME.match(name).groups()
         msg = message(queue=queue, id=msg_id, priority=int(priority), queue_number=number)
         msg.corrupt = True
-    msg.queue = queue
+    locate(msg, queue, name)
     msg.filename = name
     return msg

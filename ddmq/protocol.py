@@ -47,9 +47,23 @@ CLAIMED     rename back to the lease it had      CLAIMED (take back: a requeue
                                                  was refused; as before)
 CLAIMED     rename back to its READY name        READY (release: the claimant
                                                  may not read the file)
+(new)       write WRITING once, hard-link it to a    READY in each subscribed queue
+            fresh READY name in each subscribed  (publish to a topic:
+            queue but the last, rename it into   ``publish_linked``); a queue
+            the last; a copy (WRITING, rename)   whose link fails gets a copy
+            where the filesystem refuses links
+(none)      create ``.topics/<topic>/<queue>``   SUBSCRIBED (subscribe);
+            with O_EXCL; unlink it               not subscribed (unsubscribe)
 READY       unlink                               gone (purge, delete)
 READY       read in place (peek)                 READY (nothing changes)
 ==========  ===================================  ============================
+
+Subscriptions (:mod:`ddmq.topics`) are not message files but one empty
+file each, ``<root>/.topics/<topic>/<queue>``, created and removed by that
+module with the one operation of the table's row; a READY file published
+to a topic may be one inode with several names (one per queue): every
+later transition renames or unlinks one name, never changes the file, so a
+copy's claim, ack or requeue never touches another queue's copy.
 
 Races (``RACE:`` below) are decided by the filesystem: of several processes
 renaming or unlinking the same name, one succeeds and the others get ENOENT
@@ -334,6 +348,66 @@ def promote(queue_dir, delayed, lease, fsync=False, umask=None):
     if not _move(folder + "/" + mine, queue_dir + "/" + ready, fsync):
         return None  # RACE: we were so slow that our lease expired and it was taken over
     return ready
+
+
+# errno values of a link(2) that the filesystem (not the race) refuses: another
+# filesystem, no hard links (EPERM on some FUSE and SMB mounts, ENOTSUP), too
+# many links to one file.  Such a queue gets a copy of its own instead.
+_NO_LINK = frozenset(getattr(errno, name) for name in
+                     ("EXDEV", "EPERM", "ENOTSUP", "EOPNOTSUPP", "EMLINK", "ENOSYS", "EACCES")
+                     if hasattr(errno, name))
+
+
+def publish_linked(targets, data, fsync=False):
+    """Make ``data`` visible in several queues: each ``(queue_dir, ready, umask)`` of ``targets``.
+
+    The file is written once, in the last target's ``.tmp/``, hard-linked
+    to its ready name in every other target, then renamed into the last:
+    one write and N names.  A target whose link the filesystem refuses
+    (another filesystem, no hard links, too many links) gets a copy of its
+    own, written and renamed as by :func:`publish`.  Each name is complete
+    before it appears.  Returns the number of targets that got a copy, not
+    a link.  Links share one file, so its mode is the one the last
+    target's ``umask`` setting gives.  Not atomic across targets: if one fails, the ones before it
+    keep their message and the error is raised; a crash leaves the queues
+    done so far published and a ``.tmp`` file for ``clean``.
+    """
+    last_dir, last_ready, last_umask = targets[-1]
+    temp = _write_temp(last_dir, data, fsync, last_umask)
+    copies = 0
+    try:
+        for queue_dir, ready, umask in targets[:-1]:
+            destination = queue_dir + "/" + ready
+            try:
+                os.link(temp, destination)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST:
+                    # RACE: on NFS a retransmitted link can report EEXIST
+                    # although the first attempt made it; the ready name is
+                    # ours alone, so it is our link.
+                    pass
+                elif exc.errno in _NO_LINK:
+                    publish(queue_dir, ready, data, fsync, umask)
+                    copies += 1
+                    continue
+                else:
+                    raise storage_error(exc, "publish into", queue_dir) from None
+            if fsync:
+                _fsync_dir(queue_dir)
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    destination = last_dir + "/" + last_ready
+    try:
+        os.rename(temp, destination)
+    except OSError as exc:
+        # RACE: as in publish, a retransmitted rename may report ENOENT.
+        if not (lost_race(exc) and os.path.lexists(destination)):
+            _unlink_quietly(temp)
+            raise storage_error(exc, "publish into", last_dir) from None
+    if fsync:
+        _fsync_dir(last_dir)
+    return copies
 
 
 def claim(queue_dir, ready, expiry, fsync=False):

@@ -1,0 +1,152 @@
+"""Topics: publish once, and every queue subscribed to the topic gets its own copy.
+
+A subscription is one empty file, ``<root>/.topics/<topic>/<queue>``:
+subscribing creates it with ``O_CREAT | O_EXCL``, unsubscribing unlinks
+it.  Each is one atomic operation on a name of its own, so two processes
+subscribing or unsubscribing at once never undo each other (a line in a
+shared file would be read, changed and written back: one of two writers
+would lose).  ``.topics`` starts with a dot, so it is never taken for a
+queue; topic and queue names follow the queue-name grammar, so no path
+leaves the root.  Topic folders are never removed: a subscriber creating
+its file in a folder that an unsubscriber is removing would fail.
+
+Publishing to a topic lists ``.topics/<topic>/`` once: the queues listed
+then are the subscribers of that message, and each gets exactly one copy
+under a ready name of its own, with its own id (a queue subscribed later
+gets only later messages).  The file is written once and hard-linked into
+each queue (:func:`ddmq.protocol.publish_linked`), or copied where the
+filesystem refuses links.  All copies share one content, so the file says
+``topic`` and a reader takes each copy's id, priority and queue number
+from its name and its queue from its folder (:func:`ddmq.message.locate`).
+Every later move (claim, ack, requeue, dead-letter) renames or unlinks one
+name and so touches one queue's copy only.
+"""
+
+import errno
+import os
+
+from . import fs, names, protocol
+# ddmq.broker imports this module only when a topic is used, once it is loaded itself.
+from .broker import _check_options, _new_id, _new_message, log
+from .errors import InvalidInputError
+from .message import message
+
+TOPICS_DIR = ".topics"
+
+
+def topic_dir(root, topic):
+    """Return the folder of ``topic``'s subscriptions (the name is checked)."""
+    return "{}/{}/{}".format(root, TOPICS_DIR, names.check_topic_name(topic))
+
+
+def subscribe(root, topic, queue, umask=None):
+    """Create the subscription of ``queue`` to ``topic``; False if it existed already.
+
+    ``umask`` is the root's ``umask`` setting, for the files and folders made.
+    """
+    folder = topic_dir(root, topic)
+    path = folder + "/" + names.check_queue_name(queue)
+    for attempt in (1, 2):
+        try:
+            os.close(fs.open_file(path, umask, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            return True
+        except FileExistsError:
+            return False  # RACE: or subscribed by another process this very moment
+        except FileNotFoundError:
+            if attempt == 2:
+                raise protocol.storage_error(OSError(errno.ENOENT, "folder vanished"),
+                                             "subscribe in", folder) from None
+            _make_dirs(root, folder, umask)
+        except OSError as exc:
+            raise protocol.storage_error(exc, "subscribe in", folder) from None
+    return False
+
+
+def _make_dirs(root, folder, umask):
+    # Never makedirs: a root removed meanwhile must stay gone.
+    for path in (root + "/" + TOPICS_DIR, folder):
+        try:
+            fs.make_dir(path, umask)
+        except FileExistsError:
+            pass  # RACE: made by another subscriber at the same moment
+        except OSError as exc:
+            raise protocol.storage_error(exc, "create folder", path) from None
+
+
+def unsubscribe(root, topic, queue):
+    """Remove the subscription of ``queue`` to ``topic``; False if there was none."""
+    path = topic_dir(root, topic) + "/" + names.check_queue_name(queue)
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if protocol.lost_race(exc):
+            return False  # not subscribed, or unsubscribed by another process first
+        raise protocol.storage_error(exc, "unsubscribe", path) from None
+    return True
+
+
+def subscribers(root, topic):
+    """Return the sorted names of the queues subscribed to ``topic`` now."""
+    return _names(topic_dir(root, topic))
+
+
+def topics(root):
+    """Return the sorted names of the topics that have (or had) a subscription folder."""
+    return _names(root + "/" + TOPICS_DIR)
+
+
+def _names(folder):
+    try:
+        entries = protocol.retry_stale(os.listdir, folder)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise protocol.storage_error(exc, "list", folder) from None
+    # Anything else in the folder (an editor's backup, a stray file) is no subscription.
+    return sorted(name for name in entries if names.QUEUE_NAME.match(name))
+
+
+def publish(b, topic, payload, clean, options):
+    """Publish ``payload`` to every queue subscribed to ``topic`` now; return the messages.
+
+    ``b`` is the broker, ``options`` the per-message fields of publish.
+    Every subscribed queue is checked (and, if ``b`` may, created), and the
+    options and the payload encoded, before anything is written: bad input
+    or a missing queue changes nothing.
+    """
+    queues = subscribers(b.root, topic)
+    if not queues:
+        return []
+    # Checked before any queue is created: bad options change nothing.
+    _check_options(queues[0], dict(options, priority=options["priority"] or 0))
+    if options["dead_letter"] in queues:
+        raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(
+            options["dead_letter"]), "invalid")
+    subscribed = [b._queue(name) for name in queues]
+    checked = []
+    for q in subscribed:
+        own = dict(options)
+        if own["priority"] is None:
+            own["priority"] = q.settings["priority"]
+        checked.append(own)
+    first, ready, data = _new_message(subscribed[0].name, payload, checked[0], b.clock(),
+                                      b._codec, topic)
+    msgs, targets = [first], [(subscribed[0].dir, ready, subscribed[0].umask)]
+    for q, own in zip(subscribed[1:], checked[1:]):
+        msg = message.__new__(message)   # a shallow copy, without copy.copy's cost
+        msg.__dict__.update(first.__dict__)
+        msg.queue, msg.id, msg.priority = q.name, _new_id(), own["priority"]
+        msg.queue_number = names.new_queue_number()
+        ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
+        msg.filename = q.name + "/" + ready
+        msgs.append(msg)
+        targets.append((q.dir, ready, q.umask))
+    if clean:
+        for q in subscribed:
+            b._clean_before(q)
+    copies = protocol.publish_linked(targets, data, any(q.settings["fsync"] for q in subscribed))
+    for q, (_, ready, _) in zip(subscribed, targets):
+        q.offer(ready)
+    log.debug("Published to topic %s: %d queue(s), %d of them by copy", topic, len(msgs),
+              copies)
+    return msgs
