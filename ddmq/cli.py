@@ -23,7 +23,8 @@ Exit status:
 0     success
 1     error: missing root or queue, message not found, filesystem error
 2     usage error: unknown command or option, invalid value, bad JSON
-3     nothing to consume: the queue was empty
+3     nothing to consume: the queue was empty (after ``--wait``, if given)
+4     lease lost: ``touch`` found the message taken by another process
 ====  ===============================================================
 
 Every error is one line on stderr; ``-d`` adds the traceback and debug logs.
@@ -38,7 +39,8 @@ import sys
 
 from . import __version__
 from .broker import broker
-from .errors import DdmqError, InvalidInputError, QueueNotFoundError, RootError
+from .errors import (DdmqError, InvalidInputError, LeaseLostError, QueueNotFoundError, RootError,
+                     StorageError)
 from .message import message
 from .names import READY_NAME, WORK_NAME, check_queue_name
 
@@ -46,6 +48,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_EMPTY = 3
+EXIT_LOST = 4
 
 FORMATS = ("plain", "json", "yaml")
 
@@ -57,6 +60,7 @@ create    Create a queue
 delete    Delete a queue
 publish   Publish message to queue
 consume   Consume message from queue
+touch     Renew the lease of a consumed message
 ack       Positively acknowledge a message
 nack      Negatively acknowledge a message (possibly requeue)
 del_msg   Delete the specified message
@@ -75,10 +79,10 @@ optional arguments:
   -h, --help     show this help message and exit
   -v, --version  print version
 
-exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume
+exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume, 4 lease lost
 """
 
-EPILOG = "exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume"
+EPILOG = "exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume, 4 lease lost"
 
 #: The order in which a message's fields are shown: what a reader needs first.
 MESSAGE_FIELDS = ("message", "id", "filename", "queue", "priority", "queue_number", "timeout",
@@ -151,6 +155,30 @@ def _positive(text):
     return value
 
 
+def _seconds(text):
+    """Return ``text`` as a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds >= 0, not {!r}".format(text))
+    return value
+
+
+def _wait_seconds(text):
+    """Return ``text`` as seconds to wait: a number >= 0, or 'forever'."""
+    if text.lower() in ("forever", "inf", "infinity"):
+        from .wait import FOREVER
+
+        return FOREVER
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            "must be a number of seconds >= 0 or 'forever', not {!r}".format(text)) from None
+
+
 def _queue_name(text):
     """Return ``text`` if it is a valid queue name."""
     try:
@@ -179,6 +207,14 @@ def _file_list(text, patterns):
 def _work_files(text):
     """Return the consumed messages' file names in the comma-separated ``text``."""
     return _file_list(text, (WORK_NAME,))
+
+
+def _work_file(text):
+    """Return the one consumed message's file name ``text``."""
+    files = _file_list(text, (WORK_NAME,))
+    if len(files) != 1 or "," in text:
+        raise argparse.ArgumentTypeError("give one message file name, not {!r}".format(text))
+    return files[0]
 
 
 def _message_files(text):
@@ -233,7 +269,12 @@ def _build_queues(verb, force):
 def _build_publish(parser):
     _add_root(parser)
     parser.add("queue", type=_queue_name, help="queue to publish to")
-    parser.add("message", help="message text (quote it; put -- before it if it starts with -)")
+    parser.add("message", nargs="?",
+               help="message text (quote it; put -- before it if it starts with -); "
+                    "not with --lines")
+    parser.add("--lines", metavar="FILE",
+               help="publish one message per non-empty line of FILE ('-': standard input, read "
+                    "to its end first), with the options given; print how many were published")
     parser.add("-p", "--priority", type=_natural, metavar="N",
                help="priority of the message, an integer >= 0 (lower is served first)")
     parser.add("-t", "--timeout", type=_natural, metavar="SECONDS",
@@ -253,6 +294,9 @@ def _build_consume(parser):
     parser.add("queue", type=_queue_name, help="queue to consume from")
     parser.add("-n", type=_positive, default=1, metavar="N",
                help="number of messages to consume (default 1)")
+    parser.add("-w", "--wait", type=_wait_seconds, metavar="SECONDS",
+               help="if the queue is empty, wait up to SECONDS for a message ('forever': until "
+                    "one comes); with -n, return what can be claimed once one can")
     _add_skip_cleaning(parser, "consume")
     _add_common(parser, "create the root folder and the queue if missing",
                 silent="do not report an empty queue on stderr")
@@ -269,6 +313,18 @@ def _build_settle(verb, requeue_help):
         _add_skip_cleaning(parser, verb)
         _add_common(parser, None)
     return build
+
+
+def _build_touch(parser):
+    _add_root(parser)
+    parser.add("queue", type=_queue_name, help="queue the message was consumed from")
+    parser.add("msg_file", type=_work_file,
+               help="file name of the consumed message: the filename that consume (or the "
+                    "last touch) printed")
+    parser.add("-t", "--timeout", type=_seconds, metavar="SECONDS",
+               help="the new lease lasts SECONDS from now (default: the message's timeout, "
+                    "else the queue's message_timeout)")
+    _add_common(parser, None)
 
 
 def _build_del_msg(parser):
@@ -358,27 +414,110 @@ def delete(args):
                                       else "queue {queue} does not exist (skipped)").format(**r))
 
 
+def _check_publish(args):
+    """Raise UsageError unless exactly one of a message and --lines is given."""
+    if args.lines is not None and args.message is not None:
+        raise UsageError("give a message or --lines FILE, not both (see 'ddmq publish -h')")
+    if args.lines is None and args.message is None:
+        raise UsageError("the following arguments are required: message (or --lines FILE) "
+                         "(see 'ddmq publish -h')")
+
+
 def publish(args):
-    """Publish one message."""
+    """Publish one message, or one per line of --lines FILE."""
+    _check_publish(args)
+    # Read every line before the broker is opened: an unreadable file changes nothing.
+    texts = None if args.lines is None else _read_lines(args.lines)
     b = _open_broker(args)
     requeue = True if args.requeue or args.requeue_prio is not None else None
-    msg = b.publish(args.queue, msg_text=args.message, priority=args.priority,
-                    requeue=requeue, requeue_prio=args.requeue_prio, timeout=args.timeout,
-                    requeue_limit=args.requeue_limit, skip_cleaning=args.skip_cleaning)
+    options = dict(priority=args.priority, requeue=requeue, requeue_prio=args.requeue_prio,
+                   timeout=args.timeout, requeue_limit=args.requeue_limit)
+    if texts is not None:
+        return _publish_lines(b, args, texts, options)
+    msg = b.publish(args.queue, msg_text=args.message, skip_cleaning=args.skip_cleaning,
+                    **options)
     return Output([_message_record(msg)], _plain_message)
 
 
+LINES_BATCH = 1000   # lines per publish_many call of --lines: the progress line's step
+
+
+def _read_lines(source):
+    """Return the non-empty lines of the file ``source`` ('-': stdin), line endings stripped."""
+    name = "standard input" if source == "-" else source
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read() if sys.stdin is not None else b""
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read()
+    except OSError as exc:
+        raise StorageError("cannot read {}: {}".format(name, exc.strerror or exc), "io") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError("{} is not UTF-8 text (line {}); nothing published".format(
+            name, data.count(b"\n", 0, exc.start) + 1), "invalid") from None
+    # Split on "\n" only: str.splitlines() would also split at form feeds and other
+    # characters a message may hold.
+    lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
+    return [line for line in lines if line]
+
+
+def _publish_lines(b, args, texts, options):
+    """Publish ``texts`` through publish_many in batches; one record with the count."""
+    total, published = len(texts), 0
+    progress = total > LINES_BATCH and sys.stderr is not None and sys.stderr.isatty()
+    try:
+        for start in range(0, total, LINES_BATCH):
+            # The first batch checks the queue and the options before writing anything.
+            b.publish_many(args.queue, texts[start:start + LINES_BATCH],
+                           skip_cleaning=args.skip_cleaning or start > 0, **options)
+            published = min(total, start + LINES_BATCH)
+            if progress:
+                sys.stderr.write("\rddmq publish: {:,} of {:,} published".format(
+                    published, total))
+                sys.stderr.flush()
+    except DdmqError as exc:
+        if not published:
+            raise
+        raise DdmqError("{} (after publishing {:,} of {:,} messages)".format(
+            exc, published, total), exc.error) from None
+    finally:
+        if progress:
+            sys.stderr.write("\r\033[K")
+    if total == 0:
+        b.get_settings(args.queue)  # nothing to publish: still check (or -f create) the queue
+    return Output([{"queue": args.queue, "published": published}],
+                  lambda r: "published {published} message{s} to queue {queue}".format(
+                      s="" if r["published"] == 1 else "s", **r))
+
+
 def consume(args):
-    """Consume up to -n messages; an empty queue is exit status 3."""
+    """Consume up to -n messages, waiting up to --wait; an empty queue is exit status 3."""
     b = _open_broker(args)
-    msgs = b.consume(args.queue, n=args.n, skip_cleaning=args.skip_cleaning)
+    msgs = b.consume(args.queue, n=args.n, skip_cleaning=args.skip_cleaning, wait=args.wait)
     if args.n == 1:
         msgs = [] if msgs is None else [msgs]
     if not msgs:
         if not args.s:
-            sys.stderr.write("ddmq consume: no message in queue {!r}\n".format(args.queue))
+            waited = "" if not args.wait else " after waiting {:g} s".format(args.wait)
+            sys.stderr.write("ddmq consume: no message in queue {!r}{}\n".format(
+                args.queue, waited))
         return Output([], _plain_message, EXIT_EMPTY)
     return Output([_message_record(msg) for msg in msgs], _plain_message)
+
+
+def touch(args):
+    """Renew the lease of one consumed message; a lost lease is exit status 4."""
+    b = _open_broker(args)
+    try:
+        new = b.touch(args.queue, args.msg_file, timeout=args.timeout)
+    except LeaseLostError as exc:
+        sys.stderr.write("ddmq touch: error: {}\n".format(exc))
+        return Output([], None, EXIT_LOST)
+    return Output([{"queue": args.queue, "filename": new, "previous": args.msg_file}],
+                  lambda r: r["filename"])
 
 
 def _settle(args, verb):
@@ -471,6 +610,8 @@ COMMANDS = {
                       delete),
     "publish": Command("Publish a message to a queue", _build_publish, publish),
     "consume": Command("Consume message(s) from a queue", _build_consume, consume),
+    "touch": Command("Renew the lease of a consumed message: print its new file name",
+                     _build_touch, touch),
     "ack": Command("Positively acknowledge consumed message(s): delete them",
                    _build_settle("ack", "requeue the messages instead of deleting them"), ack),
     "nack": Command("Negatively acknowledge consumed message(s): requeue or delete them",
@@ -656,6 +797,15 @@ def _run_json(argv):
         text = sys.stdin.read()
     operations = [_packaged_args(package, number)
                   for number, package in enumerate(_read_objects(text), 1)]
+    for number, (name, op_args) in enumerate(operations, 1):
+        if name == "publish":
+            try:
+                _check_publish(op_args)
+            except UsageError as exc:
+                raise UsageError("object {} (publish): {}".format(number, exc)) from None
+            if args.payload is None and op_args.lines == "-":
+                raise UsageError("object {} (publish): 'lines': '-' reads standard input, which "
+                                 "holds the JSON objects here".format(number))
     if not operations:
         raise UsageError("no JSON object given")
     status = EXIT_OK

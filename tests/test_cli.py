@@ -19,7 +19,7 @@ README = os.path.join(os.path.dirname(HERE), "README.rst")
 _SCRIPT = os.path.join(os.path.dirname(sys.executable), "ddmq")
 DDMQ = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "ddmq"]
 
-COMMANDS = ["view", "create", "delete", "publish", "consume", "ack", "nack", "del_msg", "purge",
+COMMANDS = ["view", "create", "delete", "publish", "consume", "touch", "ack", "nack", "del_msg", "purge",
             "clean", "json"]
 
 
