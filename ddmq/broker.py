@@ -74,7 +74,10 @@ _ROOT_CONFIG_TEXT = "".join(
     ["# ddmq root settings: they override the defaults for every queue in this root.\n",
      "# Uncomment a line to change it; a queue's own ddmq.yaml overrides this file.\n"]
     + ["# {}: {}\n".format(key, "null" if value is None else json.dumps(value))
-       for key, value in settings.DEFAULTS.items() if key != "cleaned"])
+       for key, value in settings.DEFAULTS.items() if key != "cleaned"]
+    + ["#\n# poll_interval: the longest pause, in seconds, between two looks at an empty queue\n"
+       "# by a waiting consumer (consume --wait): a message from another host is claimed\n"
+       "# within about this long; local writers wake a waiter at once through inotify.\n"])
 _QUEUE_CONFIG_TEXT = ("# ddmq queue settings: they override the root's ddmq.yaml for this queue.\n"
                       "# See the root's ddmq.yaml for the keys.\n")
 
