@@ -21,6 +21,7 @@ import sys
 import time
 
 from . import __version__, fs, history, names, protocol, settings, settle
+from . import wait as waiting
 from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, PermissionDeniedError, QueueNotFoundError, RootError,
                      StorageError)
@@ -486,7 +487,7 @@ class broker:
                                    timeout=timeout, requeue_counter=requeue_counter,
                                    requeue_limit=requeue_limit, dead_letter=dead_letter))
 
-    def consume(self, queue, n=1, clean=True, skip_cleaning=None, wait=None):
+    def consume(self, queue, n=1, clean=True, skip_cleaning=None, wait=None, stop=None):
         """Consume up to ``n`` messages from ``queue``, in serving order.
 
         Each is claimed into the work folder with its expiry in its name
@@ -494,7 +495,9 @@ class broker:
         else a list (possibly empty).  With ``wait`` (seconds, or
         :data:`ddmq.FOREVER`) an empty queue is watched until a message can
         be claimed or ``wait`` seconds have passed (see :mod:`ddmq.wait`);
-        the messages then claimable, at least one, are returned at once.
+        the messages then claimable, at least one and at most ``n``, are
+        returned at once.  ``stop`` (a ``threading.Event``) ends a wait
+        early, returning nothing, within 0.1 s of being set.
         With a codec, a payload it cannot decode raises CodecError; that
         message stays claimed (``exc.filename``; it expires and is requeued
         as any other), and the messages claimed before it in this call are
@@ -503,22 +506,20 @@ class broker:
         q = self._queue(queue)
         if not _is_int(n) or n < 1:
             raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
-        _check_optional_seconds("wait", wait)
+        wait = waiting.check_wait(wait)
         cleaning = _wants_cleaning(clean, skip_cleaning)
         if cleaning:
             self._clean_before(q)
         self._promote_due(q)
         consumed = self._claim(q, n)
-        if not consumed and wait:
-            from . import wait as waiting  # not at the top: start-up time of plain commands
-
+        if not consumed and wait and not (stop is not None and stop.is_set()):
             def attempt():
                 if cleaning:
                     self._clean_before(q)  # a long wait still requeues expired messages
                 self._promote_due(q)       # and still serves delayed messages once due
                 return self._claim(q, n)
 
-            consumed = waiting.wait_for(attempt, wait, q.dir, q.settings["poll_interval"])
+            consumed = waiting.wait_for(attempt, wait, q.dir, q.settings["poll_interval"], stop)
         if consumed:
             now = self.clock()
             for msg in consumed:
@@ -549,6 +550,46 @@ class broker:
         log.debug("Promoted %d due message(s) of %s", promoted, q.name)
         return promoted
 
+    def messages(self, queue, wait=None, max_messages=None, stop=None):
+        """Return an iterator over messages consumed from ``queue`` one at a time; the caller acks.
+
+        Each step is ``consume(queue, wait=wait, stop=stop)``; the iteration
+        ends when that finds nothing (with ``wait`` None, as soon as the
+        queue is empty; with ``ddmq.FOREVER``, never, unless ``stop`` is set)
+        or after ``max_messages``.  See :mod:`ddmq.consuming`.
+        """
+        from . import consuming  # not at the top: start-up time of plain commands
+
+        return consuming.messages(self, queue, wait, max_messages, stop)
+
+    def processing(self, queue, wait=None, heartbeat=True, stop=None):
+        """Return a context manager giving one consumed message (or None if none came in time).
+
+        The message is acked when the ``with`` block ends normally and
+        nacked when it raises (the exception goes on); meanwhile, with
+        ``heartbeat``, its lease is renewed from a background thread.  A
+        message lost despite that makes a normal end raise
+        :class:`~ddmq.errors.LeaseLostError`.  See :mod:`ddmq.consuming`.
+        """
+        from . import consuming
+
+        return consuming.Processing(self, queue, wait, heartbeat, stop)
+
+    def work(self, queue, func, jobs=1, max_messages=None, idle_exit=None, heartbeat=True,
+             stop=None):
+        """Run ``func(msg)`` for each message of ``queue`` in ``jobs`` threads; return the counts.
+
+        A message is acked when ``func`` returns, nacked when it raises, its
+        lease renewed meanwhile (``heartbeat``).  Stops after
+        ``max_messages`` messages, or once nothing could be claimed for
+        ``idle_exit`` seconds while nothing ran, or when ``stop`` (an
+        Event) is set; without any of them it waits forever.  Returns
+        ``{"acked": n, "nacked": m, "lost": k}``.  See :mod:`ddmq.consuming`.
+        """
+        from . import consuming
+
+        return consuming.work(self, queue, func, jobs, max_messages, idle_exit, heartbeat, stop)
+
     def _claim(self, q, n):
         """Claim and read up to ``n`` waiting messages of the Queue ``q``; return them."""
         conf, scanner = q.settings, q.scanner
@@ -556,7 +597,8 @@ class broker:
         lost, relisted = set(), 0
         while len(consumed) < n:
             try:
-                ready = scanner.next_candidate()
+                with q.lock:
+                    ready = scanner.next_candidate()
             except FileNotFoundError:
                 raise QueueNotFoundError("queue folder {} disappeared".format(q.dir),
                                          "no_queue") from None
@@ -576,7 +618,8 @@ class broker:
                                   conf["fsync"])
             if work is None:
                 lost.add(ready)
-                scanner.lost()  # RACE: another consumer claimed it first
+                with q.lock:
+                    scanner.lost()  # RACE: another consumer claimed it first
                 continue
             msg = self._read_owned(q, work)
             if msg is None:
@@ -590,6 +633,10 @@ class broker:
             if self._codec is not None:
                 self._decode(msg, consumed)  # the message stays claimed if it fails
             consumed.append(msg)
+        if lost and not consumed:
+            # Every try lost: other consumers, or our work/ folder is gone
+            # (then every rename fails, and a waiting consume must not spin).
+            self._check_queue_folder(q)
         return consumed
 
     def _decode(self, msg, before):
@@ -730,8 +777,9 @@ class broker:
         ``queue`` and ``msg_file`` name the message as for :meth:`ack`, or
         ``queue`` is the consumed message object, whose ``filename`` then
         follows the new name.  The new lease expires ``timeout`` seconds from
-        now: by default the message's own timeout (when a message object is
-        given) or the queue's ``message_timeout``.  The renewal is one rename
+        now: by default the message's own timeout, else the queue's
+        ``message_timeout`` (given a bare name, the message file is read to
+        learn its timeout).  The renewal is one rename
         to a fresh lease, so if a cleaner or another process takes the
         message at the same moment exactly one of the two wins; the loser
         here gets :class:`~ddmq.errors.LeaseLostError` (a
@@ -745,7 +793,7 @@ class broker:
         _check_optional_seconds("timeout", timeout)
         q = self._queue(queue)
         if timeout is None:
-            own = msg.timeout if msg is not None else None
+            own = msg.timeout if msg is not None else self._own_timeout(q, msg_files[0])
             timeout = q.settings["message_timeout"] if own is None else own
         new = protocol.take_over(q.dir, msg_files[0], self.clock() + timeout,
                                  q.settings["fsync"])
@@ -757,6 +805,14 @@ class broker:
         if msg is not None:
             msg.filename = new
         return new
+
+    def _own_timeout(self, q, work):
+        """Return the timeout field of the claimed message ``work`` (None: unset, unreadable, gone)."""
+        try:
+            found = from_file(protocol.read_claimed(q.dir, work))
+        except FileNotFoundError:
+            return None  # gone: the rename that follows says so
+        return found.timeout if found is not None else None
 
     def requeue_message(self, path, msg=None):
         """Requeue the consumed message at ``path`` (a work-file path or message); return True."""
@@ -968,7 +1024,7 @@ class broker:
 
     def _check_queue_folder(self, q):
         """Raise QueueNotFoundError if the folder of the Queue ``q`` (or the root) was removed."""
-        if not os.path.isdir(q.work_dir):
+        if not _is_kind(q.work_dir, stat.S_ISDIR):  # ESTALE retried: not "gone"
             raise QueueNotFoundError("queue folder {} disappeared".format(q.dir), "no_queue")
 
     def _work_files(self, queue, msg_files):
@@ -1048,7 +1104,8 @@ class broker:
                       **self._read_config(os.path.join(path, settings.CONFIG_NAME)))
         merged["cleaned"] = max(merged["cleaned"], settings.read_cleaned(path))
         if q is None:
-            q = self._queues[name] = Queue(self.root, name, merged)
+            # setdefault: two threads that load a queue at once share one Queue.
+            q = self._queues.setdefault(name, Queue(self.root, name, merged))
         else:
             q.reload(merged)
         return q

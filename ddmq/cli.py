@@ -23,7 +23,8 @@ Exit status:
 0     success
 1     error: missing root or queue, message not found, filesystem error
 2     usage error: unknown command or option, invalid value, bad JSON
-3     nothing to consume or show: the queue was empty
+3     nothing to consume or show: the queue was empty (after ``--wait``, if given)
+4     lease lost: ``touch`` found the message taken by another process
 ====  ===============================================================
 
 Every error is one line on stderr; ``-d`` adds the traceback and debug logs.
@@ -38,7 +39,8 @@ import sys
 
 from . import __version__
 from .broker import broker
-from .errors import DdmqError, InvalidInputError, QueueNotFoundError, RootError
+from .errors import (DdmqError, InvalidInputError, LeaseLostError, QueueNotFoundError, RootError,
+                     StorageError)
 from .message import json_payload, message
 from .names import READY_NAME, WORK_NAME, check_queue_name, check_topic_name
 
@@ -46,6 +48,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_EMPTY = 3
+EXIT_LOST = 4
 
 FORMATS = ("plain", "json", "yaml")
 
@@ -59,6 +62,7 @@ publish   Publish message to queue (or to a topic's queues)
 consume   Consume message from queue
 pop       Consume and delete message from queue (at most once)
 peek      Show waiting messages without consuming them
+touch     Renew the lease of a consumed message
 ack       Positively acknowledge a message
 nack      Negatively acknowledge a message (possibly requeue)
 del_msg   Delete the specified message
@@ -81,10 +85,10 @@ optional arguments:
   -h, --help     show this help message and exit
   -v, --version  print version
 
-exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume
+exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume, 4 lease lost
 """
 
-EPILOG = "exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume"
+EPILOG = "exit status: 0 success, 1 error, 2 usage error, 3 nothing to consume, 4 lease lost"
 
 #: The order in which a message's fields are shown: what a reader needs first.
 MESSAGE_FIELDS = ("message", "id", "filename", "queue", "priority", "queue_number", "timeout",
@@ -186,6 +190,19 @@ def _umask(text):
     return text
 
 
+def _wait_seconds(text):
+    """Return ``text`` as seconds to wait: a number >= 0, or 'forever'."""
+    if text.lower() in ("forever", "inf", "infinity"):
+        from .wait import FOREVER
+
+        return FOREVER
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            "must be a number of seconds >= 0 or 'forever', not {!r}".format(text)) from None
+
+
 def _queue_name(text):
     """Return ``text`` if it is a valid queue name."""
     try:
@@ -222,6 +239,14 @@ def _file_list(text, patterns):
 def _work_files(text):
     """Return the consumed messages' file names in the comma-separated ``text``."""
     return _file_list(text, (WORK_NAME,))
+
+
+def _work_file(text):
+    """Return the one consumed message's file name ``text``."""
+    files = _file_list(text, (WORK_NAME,))
+    if len(files) != 1 or "," in text:
+        raise argparse.ArgumentTypeError("give one message file name, not {!r}".format(text))
+    return files[0]
 
 
 def _message_files(text):
@@ -297,7 +322,11 @@ def _build_publish(parser):
             payload.add_argument("message", nargs="?", help="message text (quote it; put -- "
                                  "before it if it starts with -)"),
             payload.add_argument("--file", metavar="PATH", help="publish the bytes of this file "
-                                 "(- for stdin) as the message, instead of a text")):
+                                 "(- for stdin) as the message, instead of a text"),
+            payload.add_argument("--lines", metavar="FILE",
+                                 help="publish one message per non-empty line of FILE ('-': "
+                                      "standard input, read to its end first), with the options "
+                                      "given; print how many were published")):
         parser.keys[action.dest] = action
     parser.add("-p", "--priority", type=_natural, metavar="N",
                help="priority of the message, an integer >= 0 (lower is served first)")
@@ -342,6 +371,9 @@ def _build_consume(parser):
     parser.add("queue", type=_queue_name, help="queue to consume from")
     parser.add("-n", type=_positive, default=1, metavar="N",
                help="number of messages to consume (default 1)")
+    parser.add("-w", "--wait", type=_wait_seconds, metavar="SECONDS",
+               help="if the queue is empty, wait up to SECONDS for a message ('forever': until "
+                    "one comes); with -n, return what can be claimed once one can")
     _add_skip_cleaning(parser, "consume")
     _add_common(parser, "create the root folder and the queue if missing",
                 silent="do not report an empty queue on stderr")
@@ -381,6 +413,17 @@ def _build_redrive(parser):
                help="send every message to this queue (default: the queue each came from)")
     parser.add("-n", type=_positive, metavar="N",
                help="at most this many messages (default: all those waiting)")
+
+
+def _build_touch(parser):
+    _add_root(parser)
+    parser.add("queue", type=_queue_name, help="queue the message was consumed from")
+    parser.add("msg_file", type=_work_file,
+               help="file name of the consumed message: the filename that consume (or the "
+                    "last touch) printed")
+    parser.add("-t", "--timeout", type=_seconds, metavar="SECONDS",
+               help="the new lease lasts SECONDS from now (default: the message's timeout, "
+                    "else the queue's message_timeout)")
     _add_common(parser, None)
 
 
@@ -513,32 +556,39 @@ def _check_publish(args):
         except InvalidInputError as exc:
             raise UsageError("argument queue: {}{}".format(exc, hint)) from None
     else:
+        if args.lines is not None:
+            raise UsageError("--lines publishes to one queue, not to --topic" + hint)
         # ROOT MESSAGE: argparse put the message where the queue would be.
         if args.message is not None or (args.file is not None and args.queue is not None):
             raise UsageError("give a queue or --topic, not both" + hint)
         args.message, args.queue = args.queue, None
-    if args.message is None and args.file is None:
-        raise UsageError("one of the arguments message --file is required" + hint)
+    if args.message is None and args.file is None and args.lines is None:
+        raise UsageError("one of the arguments message --file --lines is required" + hint)
 
 
 def publish(args):
-    """Publish one message (a text, or the bytes of --file) to a queue or to a topic's queues."""
+    """Publish a text, the bytes of --file, or each line of --lines, to a queue or a topic."""
+    # Read every input before the broker is opened: an unreadable file changes nothing.
+    texts = None if args.lines is None else _read_lines(args.lines)
     payload = args.message if args.file is None else _read_payload(args.file)
     b = _open_broker(args)
     requeue = True if args.requeue or args.requeue_prio is not None else None
-    options = dict(msg_text=payload, priority=args.priority,
-                   requeue=requeue, requeue_prio=args.requeue_prio, timeout=args.timeout,
-                   requeue_limit=args.requeue_limit, dead_letter=args.dead_letter,
-                   skip_cleaning=args.skip_cleaning)
+    options = dict(priority=args.priority, requeue=requeue, requeue_prio=args.requeue_prio,
+                   timeout=args.timeout, requeue_limit=args.requeue_limit,
+                   dead_letter=args.dead_letter)
     if args.topic is not None:
         if args.delay is not None or args.not_before is not None:
             raise InvalidInputError("--delay and --not_before do not apply to --topic", "invalid")
-        msgs = b.publish_topic(args.topic, **options)
+        msgs = b.publish_topic(args.topic, msg_text=payload, skip_cleaning=args.skip_cleaning,
+                               **options)
         if not msgs and not args.s:
             sys.stderr.write("ddmq publish: no queue is subscribed to topic {!r}\n".format(
                 args.topic))
         return Output([_message_record(msg) for msg in msgs], _plain_message)
-    msg = b.publish(args.queue, delay=args.delay, not_before=args.not_before, **options)
+    options.update(delay=args.delay, not_before=args.not_before)
+    if texts is not None:
+        return _publish_lines(b, args, texts, options)
+    msg = b.publish(args.queue, msg_text=payload, skip_cleaning=args.skip_cleaning, **options)
     return Output([_message_record(msg)], _plain_message)
 
 
@@ -571,29 +621,88 @@ def subscriptions(args):
     return Output(records, lambda r: "{topic} {queue}".format(**r))
 
 
+LINES_BATCH = 1000   # lines per publish_many call of --lines: the progress line's step
+
+
+def _read_lines(source):
+    """Return the non-empty lines of the file ``source`` ('-': stdin), line endings stripped."""
+    name = "standard input" if source == "-" else source
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read() if sys.stdin is not None else b""
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read()
+    except OSError as exc:
+        raise StorageError("cannot read {}: {}".format(name, exc.strerror or exc), "io") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError("{} is not UTF-8 text (line {}); nothing published".format(
+            name, data.count(b"\n", 0, exc.start) + 1), "invalid") from None
+    # Split on "\n" only: str.splitlines() would also split at form feeds and other
+    # characters a message may hold.
+    lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
+    return [line for line in lines if line]
+
+
+def _publish_lines(b, args, texts, options):
+    """Publish ``texts`` through publish_many in batches; one record with the count."""
+    total, published = len(texts), 0
+    progress = total > LINES_BATCH and sys.stderr is not None and sys.stderr.isatty()
+    try:
+        for start in range(0, total, LINES_BATCH):
+            # The first batch checks the queue and the options before writing anything.
+            b.publish_many(args.queue, texts[start:start + LINES_BATCH],
+                           skip_cleaning=args.skip_cleaning or start > 0, **options)
+            published = min(total, start + LINES_BATCH)
+            if progress:
+                sys.stderr.write("\rddmq publish: {:,} of {:,} published".format(
+                    published, total))
+                sys.stderr.flush()
+    except DdmqError as exc:
+        if not published:
+            raise
+        raise DdmqError("{} (after publishing {:,} of {:,} messages)".format(
+            exc, published, total), exc.error) from None
+    finally:
+        if progress:
+            sys.stderr.write("\r\033[K")
+    if total == 0:
+        b.get_settings(args.queue)  # nothing to publish: still check (or -f create) the queue
+    return Output([{"queue": args.queue, "published": published}],
+                  lambda r: "published {published} message{s} to queue {queue}".format(
+                      s="" if r["published"] == 1 else "s", **r))
+
+
 def _messages_output(verb, args, msgs):
     """Return the Output of messages from consume, pop or peek; none is exit status 3."""
     if args.n == 1:
         msgs = [] if msgs is None else [msgs]
     if not msgs:
         if not args.s:
-            sys.stderr.write("ddmq {}: no message in queue {!r}\n".format(verb, args.queue))
+            wait = getattr(args, "wait", None)
+            waited = " after waiting {:g} s".format(wait) if wait else ""
+            sys.stderr.write("ddmq {}: no message in queue {!r}{}\n".format(verb, args.queue,
+                                                                          waited))
         return Output([], _plain_message, EXIT_EMPTY)
     return Output([_message_record(msg) for msg in msgs], _plain_message)
 
 
 def consume(args):
-    """Consume up to -n messages; an empty queue is exit status 3."""
+    """Consume up to -n messages, waiting up to --wait; an empty queue is exit status 3."""
     b = _open_broker(args)
     return _messages_output("consume", args,
-                            b.consume(args.queue, n=args.n, skip_cleaning=args.skip_cleaning))
+                            b.consume(args.queue, n=args.n, skip_cleaning=args.skip_cleaning,
+                                      wait=args.wait))
 
 
 def pop(args):
     """Consume and delete up to -n messages (at most once); an empty queue is exit status 3."""
     b = _open_broker(args)
     return _messages_output("pop", args,
-                            b.pop(args.queue, n=args.n, skip_cleaning=args.skip_cleaning))
+                            b.pop(args.queue, n=args.n, skip_cleaning=args.skip_cleaning,
+                                  wait=args.wait))
 
 
 def peek(args):
@@ -606,6 +715,18 @@ def peek(args):
                              "in place; a consumer will quarantine it)\n".format(
                                  record["filename"], args.queue))
     return output
+
+
+def touch(args):
+    """Renew the lease of one consumed message; a lost lease is exit status 4."""
+    b = _open_broker(args)
+    try:
+        new = b.touch(args.queue, args.msg_file, timeout=args.timeout)
+    except LeaseLostError as exc:
+        sys.stderr.write("ddmq touch: error: {}\n".format(exc))
+        return Output([], None, EXIT_LOST)
+    return Output([{"queue": args.queue, "filename": new, "previous": args.msg_file}],
+                  lambda r: r["filename"])
 
 
 def _settle(args, verb):
@@ -713,6 +834,8 @@ COMMANDS = {
                    "delivery, a message is lost if its consumer fails", _build_consume, pop),
     "peek": Command("Show the waiting message(s) of a queue in serving order without consuming "
                     "them", _build_peek, peek),
+    "touch": Command("Renew the lease of a consumed message: print its new file name",
+                     _build_touch, touch),
     "ack": Command("Positively acknowledge consumed message(s): delete them",
                    _build_settle("ack", "requeue the messages instead of deleting them"), ack),
     "nack": Command("Negatively acknowledge consumed message(s): requeue or delete them",
@@ -908,6 +1031,15 @@ def _run_json(argv):
         text = sys.stdin.read()
     operations = [_packaged_args(package, number)
                   for number, package in enumerate(_read_objects(text), 1)]
+    for number, (name, op_args) in enumerate(operations, 1):
+        if name == "publish":
+            try:
+                _check_publish(op_args)
+            except UsageError as exc:
+                raise UsageError("object {} (publish): {}".format(number, exc)) from None
+            if args.payload is None and op_args.lines == "-":
+                raise UsageError("object {} (publish): 'lines': '-' reads standard input, which "
+                                 "holds the JSON objects here".format(number))
     if not operations:
         raise UsageError("no JSON object given")
     status = EXIT_OK

@@ -90,6 +90,7 @@ a power loss may lose recent publishes and moves, never a process crash.
 """
 
 import errno
+import itertools
 import os
 import stat
 import time
@@ -117,7 +118,8 @@ _LOST_RACE = frozenset({errno.ENOENT, errno.ESTALE})
 _STALE_RETRY_SECONDS = 2.0   # GlusterFS answered ESTALE for about 1 s after a replace
 
 _writer_prefix = None
-_writer_count = 0
+# next() of a count is atomic under the GIL: two threads never get one number.
+_writer_count = itertools.count(1)
 
 
 def retry_stale(func, *args):
@@ -169,15 +171,14 @@ def storage_error(exc, action, path, checks=()):
 
 
 def _temp_name():
-    # Unique across hosts and processes; a forked child makes its own prefix.
-    global _writer_prefix, _writer_count
+    # Unique across hosts, processes and threads; a forked child makes its own prefix.
+    global _writer_prefix
     if _writer_prefix is None:
         # os.uname() rather than socket.gethostname(): the same name, and
         # importing socket costs every `ddmq` command about 2 ms.
         _writer_prefix = "{}.{}.{}".format(os.uname().nodename.replace(".", "_"), os.getpid(),
                                            os.urandom(4).hex())
-    _writer_count += 1
-    return "{}.{}".format(_writer_prefix, _writer_count)
+    return "{}.{}".format(_writer_prefix, next(_writer_count))
 
 
 def _forget_writer_prefix():

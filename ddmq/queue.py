@@ -6,7 +6,13 @@ settings of the cascade merged for this queue, the scanner that picks the
 next waiting message, and the time this process last knew the queue to be
 cleaned.  It holds no file handles and changes nothing on disk itself:
 every move of a message file still goes through :mod:`ddmq.protocol`.
+
+One broker may be used from several threads: the scanner, the only state
+that changes with every consume, is used under :attr:`Queue.lock`, so the
+threads of one process share its candidates instead of racing for them.
 """
+
+from _thread import allocate_lock  # not threading: its import costs every command ~1 ms
 
 from . import fs, protocol
 from .delayed import DelayedIndex
@@ -29,6 +35,8 @@ class Queue:
         self.umask = fs.parse_umask(settings["umask"])
         #: Epoch time this queue was last cleaned, as far as this process knows.
         self.last_cleaned = settings["cleaned"]
+        #: Held while a thread uses the scanner (claims and reads are done outside it).
+        self.lock = allocate_lock()
         self._scanner = None
 
     def __repr__(self):
@@ -38,13 +46,16 @@ class Queue:
     def scanner(self):
         """The :class:`~ddmq.scanner.ReadyScanner` of this queue, made on first use."""
         if self._scanner is None:
-            self._scanner = ReadyScanner(self.dir)
+            with self.lock:
+                if self._scanner is None:
+                    self._scanner = ReadyScanner(self.dir)
         return self._scanner
 
     def offer(self, ready):
         """Tell this process's consumer about a message it just made ready (if it has one)."""
         if self._scanner is not None:
-            self._scanner.add(ready)
+            with self.lock:
+                self._scanner.add(ready)
 
     def reload(self, settings):
         """Take freshly merged ``settings``, keeping the scanner and the cleaning state."""

@@ -91,6 +91,8 @@ class ReadyScanner:
             self._skip_taken()
             return
         names, start = self._names, self._next
+        if not 0 < start <= len(names):
+            return  # another thread of this process rescanned since it took the candidate
         priority = _priority(names[start - 1])
         end, limit = start, min(len(names), start + SKIP_SPAN)
         while end < limit and _priority(names[end]) == priority:

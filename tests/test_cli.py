@@ -19,7 +19,7 @@ README = os.path.join(os.path.dirname(HERE), "README.rst")
 _SCRIPT = os.path.join(os.path.dirname(sys.executable), "ddmq")
 DDMQ = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "ddmq"]
 
-COMMANDS = ["view", "create", "delete", "publish", "consume", "pop", "peek", "ack", "nack",
+COMMANDS = ["view", "create", "delete", "publish", "consume", "pop", "peek", "touch", "ack", "nack",
             "del_msg", "purge", "clean", "json"]
 
 
@@ -563,7 +563,7 @@ def test_json_stops_at_the_first_failing_operation(jobs):
     ('{"command": "publish", "root": "R", "queue": "jobs", "message": {"a": 1}}',
      "key 'message' must be a string"),
     ('{"command": "publish", "root": "R", "queue": "jobs"}',
-     "one of the arguments message --file is required"),
+     "one of the arguments message --file --lines is required"),
     ('{"command": "publish", "root": "R", "queue": "jobs", "message": "x", "file": "R"}',
      "not allowed with argument"),
     ('{"command": "ack", "root": "R", "queue": "jobs", "msg_files": "../x"}', "is a path"),
