@@ -45,3 +45,7 @@ class MessageNotFoundError(DdmqError):
 
 class LeaseLostError(MessageNotFoundError):
     """A consumed message's lease could not be renewed: another process took it ("lost")."""
+
+
+class CommandError(DdmqError):
+    """The command of ``ddmq work`` cannot be run: not found, not executable ("command")."""
