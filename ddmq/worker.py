@@ -197,7 +197,9 @@ class CommandWorker:
         try:
             self._watchdog = _Watchdog()
             self._loop()
-            orderly = not self.running
+            # After a shutdown signal, what is left in the group (children of the
+            # commands) goes too; after a normal end it is the commands' business.
+            orderly = not self.running and self.stop_signal is None
         finally:
             try:
                 if self.running:
