@@ -315,3 +315,14 @@ def test_three_workers_on_three_glusterfs_mounts_run_every_task_once(dfs_root):
         with open(os.path.join(out, text)) as handle:
             assert len(handle.read().splitlines()) == 1, text
     assert ddmq.broker(dfs_root["c"]).get_message_list("q") == ([], [])
+
+
+def test_the_work_benchmark_runs_with_tiny_sizes(tmp_path):
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "benchmarks.work", "--dir", str(tmp_path),
+                           "--n", "20", "--repeat", "1"], cwd=checkout, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ddmq work -j 2" in done.stdout and "xargs -P 2 -n 1" in done.stdout
+    assert ("not installed (skipped)" in done.stdout) == (shutil.which("parallel") is None)
+    assert os.listdir(tmp_path) == []
