@@ -72,6 +72,7 @@ unsubscribe   Unsubscribe queue(s) from a topic
 subscriptions List the queues subscribed to topics
 purge     Purge all messages from queue
 clean     Clean out expired messages from queue
+work      Run a command for every message of a queue
 json      Run a command packaged as a JSON object
 
 For more info about the commands, run
@@ -821,6 +822,224 @@ class Command:
         return parser
 
 
+# ddmq work: its parser splits the command line at "--"; everything after it is the command.
+
+WORK_DESCRIPTION = """Run COMMAND once for every message of QUEUE, up to -j at a time, until
+--max-messages or --idle-exit says stop (else wait for messages forever).
+
+  ddmq work -j 4 --idle-exit 60 /shared/ddmq jobs -- ./analyse.sh --input {}
+
+Every argument of COMMAND holding {} gets it replaced by the message text:
+one argument, never through a shell, so quotes, $(...), ; and newlines are
+just text.  With no {} the text is the command's standard input.  The
+command also gets DDMQ_ROOT, DDMQ_QUEUE, DDMQ_MESSAGE_ID, DDMQ_WORK_FILE and
+DDMQ_DELIVERY (1 on the first delivery) in its environment.
+
+Exit status 0 acks the message; any other status, death by a signal or
+--task-timeout nacks it (requeued or dropped as its and the queue's settings
+and requeue_limit say).  While a command runs its lease is renewed every
+third of message_timeout, so it may run far longer.  SIGTERM, SIGINT or
+SIGHUP: claim nothing more, pass the signal on to the commands, wait --grace
+seconds, then kill what still runs and requeue its message at once; a second
+signal skips the wait.  If the worker is killed (SIGKILL), a watchdog kills
+its commands.
+
+On a terminal, stderr shows one status line; otherwise one line per task."""
+
+WORK_EPILOG = """exit status: 0 every task succeeded, 4 some task failed or lost its lease,
+1 error (the command cannot be run, a missing root or queue, ...), 2 usage error,
+128+N stopped by signal N (130 SIGINT, 143 SIGTERM), its running tasks requeued"""
+
+EXIT_TASKS_FAILED = 4
+
+
+def _seconds_value(text):
+    """Return ``text`` as a number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds >= 0, not {!r}".format(text))
+    return value
+
+
+def _raw_help_formatter(prog):
+    width = _help_formatter(prog).__dict__.get("_width", 78) + 2
+    return argparse.RawDescriptionHelpFormatter(prog, width=width)
+
+
+class _WorkParser(Parser):
+    """The parser of ``ddmq work``: the options before ``--``, the command after it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The description keeps its lines: it holds an example command line.
+        self.formatter_class = _raw_help_formatter
+
+    def parse_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        if "--" not in args:
+            if any(arg in ("-h", "--help") for arg in args):
+                self.print_help()
+                self.exit()
+            self.error("give the command after --: ddmq work [options] ROOT QUEUE -- COMMAND "
+                       "[ARG...]")
+        split = args.index("--")
+        parsed = super().parse_args(args[:split], namespace)
+        parsed.argv = args[split + 1:]
+        if not parsed.argv:
+            self.error("no command after --")
+        return parsed
+
+
+class _WorkCommand(Command):
+    def parser(self, name):
+        parser = _WorkParser(prog="ddmq " + name, description=WORK_DESCRIPTION,
+                             epilog=WORK_EPILOG,
+                             usage="ddmq work [options] ROOT QUEUE -- COMMAND [ARG...]")
+        self.build(parser)
+        return parser
+
+
+def _build_work(parser):
+    _add_root(parser)
+    parser.add("queue", type=_queue_name, help="queue to take the messages from")
+    parser.add("-j", "--jobs", type=_positive, default=1, metavar="N",
+               help="run up to N commands at once (default 1)")
+    parser.add("--max-messages", type=_positive, metavar="N",
+               help="stop after N messages")
+    parser.add("--idle-exit", type=_seconds_value, metavar="SECONDS",
+               help="stop once the queue has had nothing to claim for SECONDS with nothing "
+                    "running (default: wait for messages forever)")
+    parser.add("--task-timeout", type=_seconds_value, metavar="SECONDS",
+               help="send a command running longer SIGTERM (SIGKILL 5 s later) and nack it")
+    parser.add("--grace", type=_seconds_value, default=10.0, metavar="SECONDS",
+               help="on SIGTERM/SIGINT, how long running commands may finish before they are "
+                    "killed and their messages requeued (default 10)")
+    parser.add("--joblog", metavar="FILE",
+               help="append one tab-separated line per task to FILE: message id, host, start "
+                    "time, seconds, exit status, signal, delivery number")
+    parser.add("-f", action="store_true", help="create the root folder and the queue if missing")
+    parser.add("-v", action="store_true", help="verbose mode: log progress to stderr")
+    parser.add("-d", action="store_true", help="debug mode: log details, show tracebacks")
+    parser.add("-s", action="store_true",
+               help="silent mode: no status line or task lines (the commands' output and "
+                    "errors are still shown)")
+    parser.set_defaults(format="plain")
+
+
+class _WorkReport:
+    """Show ``ddmq work``'s progress on stderr: a status line on a terminal, else a line a task."""
+
+    def __init__(self, silent, stream=None):
+        self.stream = stream or sys.stderr
+        self.silent = silent
+        self.tty = not silent and self.stream.isatty()
+        self.worker = None
+        self.shown = False
+
+    def event(self, kind, record):
+        if self.silent:
+            return
+        if kind == "stopping":
+            self._line("ddmq work: {signal}: claiming nothing more; {running} running, "
+                       "{grace:g} s to finish".format(**record))
+        elif kind == "lease_lost":
+            self._line("ddmq work: lost the lease of {id} while it ran (another worker may run "
+                       "it again); its result will not be acked".format(**record))
+        elif kind != "tick" and not self.tty:
+            self._line(self.task_line(kind, record))
+        if self.tty:
+            self._status()
+
+    @staticmethod
+    def task_line(kind, record):
+        """Return the log line of a task that ended."""
+        fate = "exit {}".format(record["exit"]) if record.get("exit") is not None else \
+            record.get("signal") or "not started"
+        line = "ddmq work: {} {} (delivery {}, {}, {:.3f} s)".format(
+            kind, record["id"], record["delivery"], fate, record.get("seconds") or 0.0)
+        if kind != "done" and record.get("reason"):
+            line += ": " + record["reason"].splitlines()[0]
+        return line
+
+    def stderr(self, data):
+        """Pass on a command's stderr, keeping the status line below it."""
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.shown = False
+        self.stream.flush()
+        _write_all(self.stream.fileno(), data)
+        if self.tty and data.endswith(b"\n"):
+            self._status()
+
+    def _line(self, text):
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.shown = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _status(self):
+        status = self.worker.status()
+        rate, eta = status["rate"], status["eta"]
+        text = "ddmq work: {done} done, {failed} failed, {running} running, {waiting} waiting, " \
+               "{rate} tasks/s, ETA {eta}".format(
+                   done=status["done"], failed=status["failed"] + status["lost"],
+                   running=status["running"],
+                   waiting="?" if status["waiting"] is None else status["waiting"],
+                   rate="-" if rate is None else "{:.1f}".format(rate),
+                   eta="-" if eta is None else "{}:{:02d}".format(int(eta) // 60,
+                                                                   int(eta) % 60))
+        try:
+            width = os.get_terminal_size(self.stream.fileno()).columns
+        except OSError:
+            width = 80
+        self.stream.write("\r\033[K" + text[:max(width - 1, 10)])
+        self.stream.flush()
+        self.shown = True
+
+    def end(self, summary):
+        if self.silent:
+            return
+        text = "ddmq work: {done} done, {failed} failed, {lost} lost, {interrupted} requeued " \
+               "unfinished, in {seconds:.1f} s".format(**summary)
+        if summary["stopped_by"]:
+            text += " (stopped by {})".format(summary["stopped_by"])
+        self._line(text)
+
+
+def _write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def work(args):
+    """Run a command for every message of a queue (see WORK_DESCRIPTION); nothing on stdout."""
+    import signal
+
+    from .worker import CommandWorker
+
+    b = _open_broker(args)
+    report = _WorkReport(args.s)
+    worker = CommandWorker(b, args.queue, args.argv, jobs=args.jobs,
+                           max_messages=args.max_messages, idle_exit=args.idle_exit,
+                           task_timeout=args.task_timeout, grace=args.grace, joblog=args.joblog,
+                           on_event=report.event, on_stderr=report.stderr,
+                           tick=0.5 if report.tty else None)
+    report.worker = worker
+    summary = worker.run()
+    report.end(summary)
+    if summary["stopped_by"]:
+        status = 128 + getattr(signal, summary["stopped_by"])
+    elif summary["failed"] or summary["lost"]:
+        status = EXIT_TASKS_FAILED
+    else:
+        status = EXIT_OK
+    return Output([], lambda record: "", status)
+
+
 #: The subcommands that ``ddmq`` and ``ddmq json`` run; nothing else is ever called.
 COMMANDS = {
     "view": Command("List queues and the number of messages in them", _build_view, view),
@@ -856,6 +1075,7 @@ COMMANDS = {
     "clean": Command("Requeue or delete the expired messages of queue(s)",
                      _build_queues("clean", "create the root folder and the queues if missing"),
                      clean),
+    "work": _WorkCommand("Run a command for every message of a queue", _build_work, work),
 }
 JSON_COMMAND = Command("Run command(s) packaged as JSON objects", _build_json, None)
 

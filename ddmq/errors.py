@@ -58,3 +58,7 @@ class CodecError(DdmqError):
 
 class PermissionDeniedError(StorageError):
     """The user may not read or write a file or folder of the root; names it ("permission")."""
+
+
+class CommandError(DdmqError):
+    """The command of ``ddmq work`` cannot be run: not found, not executable ("command")."""
