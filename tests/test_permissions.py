@@ -221,7 +221,9 @@ NEED_ROOT = pytest.mark.skipif(
 
 def _python_for(user, env):
     """Return an interpreter ``user`` may run that imports ddmq from this checkout, or None."""
-    for candidate in (sys.executable, "/usr/bin/python3", shutil.which("python3")):
+    # The system's interpreter first: one under /root (pyenv, this venv) may start under
+    # setpriv yet fail to start again from the user's own process (a watchdog, a task).
+    for candidate in ("/usr/bin/python3", sys.executable, shutil.which("python3")):
         if not candidate:
             continue
         done = subprocess.run(["setpriv", "--reuid", user, "--regid", user, "--init-groups",
@@ -397,7 +399,45 @@ def test_a_group_shares_a_queue_and_others_are_kept_out(users, shared):
     status, _, err = users.run(c, "-c", "open({!r}).read()".format(message_path))
     assert status != 0 and "PermissionError" in err
     assert (modes(root), sorted(os.listdir(os.path.join(root, "jobs")))) == before
-    # TODO(work branch): b runs `ddmq work` on this queue; check its files the same way.
+
+
+def _assert_group_modes(root, gid):
+    """Every file and folder under ``root``: the group ``gid``, group rw, nothing for others."""
+    for folder, dirs, files in os.walk(root):
+        for name in [""] + dirs + files:
+            path = os.path.join(folder, name)
+            status_ = os.lstat(path)
+            assert status_.st_gid == gid, path
+            mode = stat.S_IMODE(status_.st_mode)
+            assert mode == (0o2770 if stat.S_ISDIR(status_.st_mode) else 0o660), (path, oct(mode))
+
+
+@NEED_ROOT
+def test_a_colleagues_ddmq_work_runs_the_groups_tasks_with_group_modes(users, shared):
+    root = os.path.join(shared, "root")
+    a, b = 0, 1
+    status, _, err = users.ddmq(a, "create", "-f", "-s", "--umask", "007", root, "jobs")
+    assert status == 0, err
+    for text in ("ok-1", "ok-2"):
+        assert users.ddmq(a, "publish", "-s", root, "jobs", text)[0] == 0
+    # Fails every time: requeued once (b writes the new file), then dropped at its limit.
+    assert users.ddmq(a, "publish", "-s", "-l", "1", root, "jobs", "fail")[0] == 0
+    ran = os.path.join(shared, "ran")
+    os.mkdir(ran)
+    os.chown(ran, 0, users.gid)
+    os.chmod(ran, 0o2770)
+    # The task records its text in a file of its own, and fails for "fail"; the text
+    # arrives as the script's $1 (an argument, never parsed by the shell).
+    script = 'printf %s "$1" > "$2/$(cat /proc/sys/kernel/random/uuid)"; [ "$1" != fail ]'
+    status, _, err = users.ddmq(b, "work", "--idle-exit", "1", root, "jobs", "--",
+                                "/bin/sh", "-c", script, "sh", "{}", ran)
+    assert status == 4, err   # some task failed
+    texts = sorted(open(os.path.join(ran, name)).read() for name in os.listdir(ran))
+    assert texts == ["fail", "fail", "ok-1", "ok-2"]
+    jobs = os.path.join(root, "jobs")
+    assert [n for n in os.listdir(jobs) if names.READY_NAME.match(n)] == []
+    assert os.listdir(os.path.join(jobs, "work")) == []
+    _assert_group_modes(root, users.gid)
 
 
 def pwd_uid(name):
