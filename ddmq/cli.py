@@ -414,6 +414,7 @@ def _build_redrive(parser):
                help="send every message to this queue (default: the queue each came from)")
     parser.add("-n", type=_positive, metavar="N",
                help="at most this many messages (default: all those waiting)")
+    _add_common(parser, None)
 
 
 def _build_touch(parser):

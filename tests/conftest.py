@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import uuid
 
 import pytest
@@ -105,3 +106,44 @@ class LegacyRoot:
 def legacy(tmp_path):
     """Return a LegacyRoot builder on a fresh folder."""
     return LegacyRoot(tmp_path / "legacy")
+
+
+class Clock:
+    """A settable clock for a broker's leases and history times."""
+
+    def __init__(self, now=1_800_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+# The GlusterFS rig: one volume on 127.0.0.1 mounted through three FUSE clients.
+MOUNTS = {"a": "/tmp/dfs-mnt-ga", "b": "/tmp/dfs-mnt-gb", "c": "/tmp/dfs-mnt-gc"}
+RIG = "bash /work/shared/dfs/up-gluster.sh (as root)"
+
+
+def glusterfs_mounts():
+    """Return the mount points of the GlusterFS clients mounted now."""
+    with open("/proc/mounts") as handle:
+        return {fields[1] for fields in (line.split() for line in handle)
+                if fields[2] == "fuse.glusterfs"}
+
+
+def rig_paths(prefix):
+    """Yield {mount letter: path} of one fresh folder seen through each mount; remove it after.
+
+    Skips the test, saying how to start the rig, when it is not up; with
+    ``DDMQ_REQUIRE_DFS=1`` (set by ``.ci/run``) fails it instead.
+    """
+    missing = sorted(set(MOUNTS.values()) - glusterfs_mounts())
+    if missing:
+        reason = "GlusterFS rig is not up (missing mounts: {}); start it with {}".format(
+            ", ".join(missing), RIG)
+        if os.environ.get("DDMQ_REQUIRE_DFS") == "1":
+            pytest.fail("DDMQ_REQUIRE_DFS=1 but the " + reason)
+        pytest.skip(reason)
+    name = prefix + uuid.uuid4().hex[:12]
+    paths = {letter: os.path.join(mount, name) for letter, mount in MOUNTS.items()}
+    yield paths
+    shutil.rmtree(paths["a"], ignore_errors=True)

@@ -9,15 +9,7 @@ import pytest
 
 import ddmq
 from ddmq import protocol
-from conftest import read_json, snapshot
-
-
-class Clock:
-    def __init__(self, now=1_800_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
+from conftest import Clock, read_json, snapshot
 
 
 @pytest.fixture

@@ -12,15 +12,7 @@ import pytest
 import ddmq
 from ddmq import delayed as delayed_module
 from ddmq import protocol
-from conftest import snapshot
-
-
-class Clock:
-    def __init__(self, now=1_800_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
+from conftest import Clock, snapshot
 
 
 @pytest.fixture

@@ -8,22 +8,12 @@ import sys
 import pytest
 
 import ddmq
-from conftest import read_json, snapshot
+from conftest import Clock, read_json, snapshot
 
 
 #: The keys of a message file written by ddmq 1.0.
 V1_FIELDS = ("queue", "message", "timeout", "id", "priority", "queue_number", "filename",
              "requeue", "requeue_prio", "requeue_counter", "requeue_limit")
-
-
-class Clock:
-    """A settable clock for leases and history times."""
-
-    def __init__(self, now=1_800_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

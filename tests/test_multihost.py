@@ -10,42 +10,22 @@ them.  CI size: 6,000 messages; ``DDMQ_LONG=1``: 21,000.
 
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
 import ddmq
+from conftest import rig_paths
 from reliability_worker import Fleet, reconcile, scale, sweep
-
-MOUNTS = {"a": "/tmp/dfs-mnt-ga", "b": "/tmp/dfs-mnt-gb", "c": "/tmp/dfs-mnt-gc"}
-RIG = "bash /work/shared/dfs/up-gluster.sh (as root)"
-
-
-def _glusterfs_mounts():
-    with open("/proc/mounts") as handle:
-        return {fields[1] for fields in (line.split() for line in handle)
-                if fields[2] == "fuse.glusterfs"}
-
 
 @pytest.fixture
 def roots():
     """Return {mount letter: path} of one fresh ddmq root seen through each of the three mounts."""
-    missing = sorted(set(MOUNTS.values()) - _glusterfs_mounts())
-    if missing:
-        reason = "GlusterFS rig is not up (missing mounts: {}); start it with {}".format(
-            ", ".join(missing), RIG)
-        if os.environ.get("DDMQ_REQUIRE_DFS") == "1":
-            pytest.fail("DDMQ_REQUIRE_DFS=1 but the " + reason)
-        pytest.skip(reason)
-    name = "ddmq-test-" + uuid.uuid4().hex[:12]
-    paths = {letter: os.path.join(mount, name) for letter, mount in MOUNTS.items()}
-    ddmq.broker(paths["a"], create=True).create_queue("q")
-    yield paths
-    shutil.rmtree(paths["a"], ignore_errors=True)
+    for paths in rig_paths("ddmq-test-"):
+        ddmq.broker(paths["a"], create=True).create_queue("q")
+        yield paths
 
 
 def _wait_until_seen(root, key, value, timeout=10):

@@ -12,7 +12,7 @@ import pytest
 import ddmq
 from ddmq.errors import InvalidInputError, QueueNotFoundError
 
-from conftest import snapshot
+from conftest import rig_paths, snapshot
 from test_cli import fails, ok
 
 
@@ -326,28 +326,11 @@ def test_two_producers_while_subscriptions_change(b, root, tmp_path):
 
 # Three GlusterFS mounts
 
-MOUNTS = {"a": "/tmp/dfs-mnt-ga", "b": "/tmp/dfs-mnt-gb", "c": "/tmp/dfs-mnt-gc"}
-
-
 @pytest.fixture
 def dfs_roots():
-    import shutil
-    import uuid
-
-    from test_multihost import RIG, _glusterfs_mounts
-
-    missing = sorted(set(MOUNTS.values()) - _glusterfs_mounts())
-    if missing:
-        reason = "GlusterFS rig is not up (missing mounts: {}); start it with {}".format(
-            ", ".join(missing), RIG)
-        if os.environ.get("DDMQ_REQUIRE_DFS") == "1":
-            pytest.fail("DDMQ_REQUIRE_DFS=1 but the " + reason)
-        pytest.skip(reason)
-    name = "ddmq-topics-" + uuid.uuid4().hex[:12]
-    paths = {letter: os.path.join(mount, name) for letter, mount in MOUNTS.items()}
-    ddmq.broker(paths["a"], create=True)
-    yield paths
-    shutil.rmtree(paths["a"], ignore_errors=True)
+    for paths in rig_paths("ddmq-topics-"):
+        ddmq.broker(paths["a"], create=True)
+        yield paths
 
 
 @pytest.mark.timeout(180)

@@ -13,13 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
 import ddmq
-from conftest import snapshot
-from test_multihost import MOUNTS, RIG, _glusterfs_mounts
+from conftest import rig_paths, snapshot
 
 # Writes the message text (argument 1) to OUTDIR/<message id>.<delivery>, with the
 # number of arguments it got first: "2:<text>" when the text was one argument.
@@ -127,11 +125,16 @@ def test_without_placeholder_the_text_is_the_standard_input(b, root, out):
     assert outputs(out) == {(msg.id, 1): msg.message for msg in msgs}
 
 
+WORKER_KEYS = {"DDMQ_ROOT", "DDMQ_QUEUE", "DDMQ_MESSAGE_ID", "DDMQ_WORK_FILE", "DDMQ_DELIVERY"}
+
+
 def test_environment_of_the_command(b, root, out):
     msg = b.publish("q", "hello")
     script = 'env | grep ^DDMQ_ | sort > "$0/$DDMQ_MESSAGE_ID.$DDMQ_DELIVERY"'
     assert work(root, "--max-messages", 1, command=["sh", "-c", script, out]).returncode == 0
     env = dict(line.split("=", 1) for line in outputs(out)[(msg.id, 1)].splitlines())
+    for key in set(env) - WORKER_KEYS:
+        assert os.environ.get(key) == env.pop(key)   # the worker's own environment, passed on
     assert env.pop("DDMQ_WORK_FILE").endswith(msg.filename.split("/")[-1])
     assert env == {"DDMQ_ROOT": os.path.abspath(root), "DDMQ_QUEUE": "q",
                    "DDMQ_MESSAGE_ID": msg.id, "DDMQ_DELIVERY": "1"}
@@ -275,22 +278,12 @@ def test_joblog_and_task_timeout(b, root, tmp_path):
 
 @pytest.fixture
 def dfs_root():
-    missing = sorted(set(MOUNTS.values()) - _glusterfs_mounts())
-    if missing:
-        reason = "GlusterFS rig is not up (missing mounts: {}); start it with {}".format(
-            ", ".join(missing), RIG)
-        if os.environ.get("DDMQ_REQUIRE_DFS") == "1":
-            pytest.fail("DDMQ_REQUIRE_DFS=1 but the " + reason)
-        pytest.skip(reason)
-    name = "ddmq-test-work-" + uuid.uuid4().hex[:12]
-    paths = {letter: os.path.join(mount, name) for letter, mount in MOUNTS.items()}
-    ddmq.broker(paths["a"], create=True).create_queue("q")
-    os.mkdir(os.path.join(paths["a"], "out"))
-    yield paths
-    shutil.rmtree(paths["a"], ignore_errors=True)
+    for paths in rig_paths("ddmq-test-work-"):
+        ddmq.broker(paths["a"], create=True).create_queue("q")
+        os.mkdir(os.path.join(paths["a"], "out"))
+        yield paths
 
 
-@pytest.mark.timeout(300)
 def test_three_workers_on_three_glusterfs_mounts_run_every_task_once(dfs_root):
     total = 2000
     texts = ["t{:04d}".format(i) for i in range(total)]
