@@ -1253,11 +1253,9 @@ def _run_json(argv):
     operations = [_packaged_args(package, number)
                   for number, package in enumerate(_read_objects(text), 1)]
     for number, (name, op_args) in enumerate(operations, 1):
+        # The parser has checked each (publish's Parser.check included); what is left is
+        # the one thing it cannot know: whether stdin holds these JSON objects.
         if name == "publish":
-            try:
-                _check_publish(op_args)
-            except UsageError as exc:
-                raise UsageError("object {} (publish): {}".format(number, exc)) from None
             if args.payload is None and op_args.lines == "-":
                 raise UsageError("object {} (publish): 'lines': '-' reads standard input, which "
                                  "holds the JSON objects here".format(number))

@@ -79,7 +79,7 @@ def test_documented_defaults_are_what_a_new_root_uses(tmp_path):
 def test_cli_page_exit_statuses_are_the_codes_of_the_cli():
     section = page("cli.rst").split("\nExit status\n-----------\n", 1)[1]
     codes = [int(code) for code in re.findall(r"^(\d)\s{2,}", section, re.M)]
-    assert codes == [cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_EMPTY]
+    assert codes == [cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_EMPTY, cli.EXIT_LOST]
 
 
 def test_cli_page_shows_every_command_it_describes_by_hand():

@@ -297,7 +297,7 @@ def test_cli_publish_file_bad_input_changes_nothing(tmp_path):
     ok("create", "-f", "-s", root, "q")
     before = snapshot(root)
     assert "not allowed with" in fails(2, "publish", "--file", __file__, root, "q", "text")
-    assert "message --file is required" in fails(2, "publish", root, "q")
+    assert "message --file --lines is required" in fails(2, "publish", root, "q")
     assert "cannot read --file" in fails(2, "publish", "--file", str(tmp_path / "nope"), root,
                                          "q")
     assert "cannot read --file" in fails(2, "publish", "--file", str(tmp_path), root, "q")
