@@ -20,7 +20,7 @@ setup(
     package_data={"ddmq": ["py.typed"]},
     python_requires=">=3.9",
     install_requires=["PyYAML>=5.1", "beautifultable>=1.0"],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "prometheus_client"]},
     entry_points={"console_scripts": ["ddmq = ddmq.cli:main"]},
     classifiers=[
         "License :: OSI Approved :: MIT License",
