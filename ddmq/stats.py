@@ -57,8 +57,9 @@ FIELDS = ("waiting", "in_flight", "expired", "work", "delayed", "quarantined", "
 
 # One line per name; these match whole lines of "\n".join(listing), as
 # names.READY_NAME and names.WORK_NAME match whole names.
-_READY_SECONDS = re.compile(r"^\d+\.(\d{10})\d*\.ddmq[A-Za-z0-9]+$", re.M).findall
-_WORK_LEASE = re.compile(r"^(\d{10})\d*\.\d+\.\d+\.ddmq[A-Za-z0-9]+$", re.M).findall
+# ([0-9], not \d: ASCII digits only, and measurably faster.)
+_READY_SECONDS = re.compile(r"^[0-9]+\.([0-9]{10})[0-9]*\.ddmq[A-Za-z0-9]+$", re.M).findall
+_WORK_LEASE = re.compile(r"^([0-9]{10})[0-9]*\.[0-9]+\.[0-9]+\.ddmq[A-Za-z0-9]+$", re.M).findall
 
 
 def _listdir(path):
@@ -124,8 +125,8 @@ def queue_stats(queue_dir, settings, now, dead_letter_dir=None, since=None):
     return figures
 
 
-_WORK_NUMBER = re.compile(r"^\d+\.\d+\.(\d+)\.ddmq[A-Za-z0-9]+$", re.M).findall
-_READY_NUMBER = re.compile(r"^\d+\.(\d+)\.ddmq[A-Za-z0-9]+$", re.M).findall
+_WORK_NUMBER = re.compile(r"^[0-9]+\.[0-9]+\.([0-9]+)\.ddmq[A-Za-z0-9]+$", re.M).findall
+_READY_NUMBER = re.compile(r"^[0-9]+\.([0-9]+)\.ddmq[A-Za-z0-9]+$", re.M).findall
 
 
 def _published_since(ready_text, work_text, since):

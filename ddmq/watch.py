@@ -50,6 +50,7 @@ def rates(before, after, seconds):
 def run(b, queues, interval, fmt):
     """Refresh the figures of ``queues()`` every ``interval`` s until Ctrl-C; return an Output."""
     from .cli import Output, VIEW_COLUMNS, _render_table
+    from .errors import QueueNotFoundError
 
     on_terminal = fmt == "table" and sys.stdout.isatty()
     previous, last = {}, None
@@ -60,7 +61,10 @@ def run(b, queues, interval, fmt):
             now = b.clock()
             records = []
             for queue in queues():
-                figures = b._stats(queue, since=last)
+                try:
+                    figures = b._stats(queue, since=last)
+                except QueueNotFoundError:
+                    continue  # deleted since it was listed: gone from the next refresh
                 if last is None:
                     figures["published_since"] = 0
                 publish_rate, ack_rate, eta = rates(previous.get(queue), figures,

@@ -217,11 +217,13 @@ def test_watch_prints_one_document_per_refresh_off_a_terminal(root):
         assert first["queues"]["q"]["waiting"] == 10 and first["queues"]["q"]["ack_rate"] is None
         for msg in b.consume("q", n=4):
             b.ack("q", msg.filename)
-        for _ in range(50):
+        for _ in range(100):
             doc = json.loads(proc.stdout.readline())
-            if doc["queues"]["q"]["waiting"] == 6:
-                break
-        assert doc["queues"]["q"]["ack_rate"] > 0 and doc["time"] > first["time"]
+            figures = doc["queues"]["q"]
+            if figures["waiting"] + figures["work"] == 6:
+                break   # the first refresh after the acks: the previous one still saw 10
+        assert (figures["waiting"], figures["work"]) == (6, 0), doc
+        assert figures["ack_rate"] > 0 and doc["time"] > first["time"]
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=5)
