@@ -883,7 +883,7 @@ def _print_documents(documents):
         docs = documents.get(fmt)
         if docs:
             whole = docs[0] if len(docs) == 1 else docs
-            sys.stdout.write(render(Output([], str, document=lambda _: whole), fmt))
+            sys.stdout.write(render(Output([whole], str, document=_single), fmt))
     sys.stdout.flush()
 
 

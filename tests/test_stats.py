@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import ddmq
-from ddmq import cli, stats
+from ddmq import cli, monitor, stats
 
 from conftest import snapshot
 from test_cli import fails, ok, run
@@ -185,9 +185,10 @@ def test_prometheus_output_parses_strictly(root):
     b.create_queue("idle")
     text = ok("view", "--format", "prometheus", root)
     families = {family.name: family for family in parser.text_string_to_metric_families(text)}
-    assert set(families) == {metric for _, metric, _ in __import__("ddmq.monitor").monitor.METRICS}
+    assert set(families) == {metric for _, metric, _ in monitor.METRICS}
     for family in families.values():
         assert family.type == "gauge" and family.documentation
+
     def value(metric, queue):
         found = [s.value for s in families[metric].samples if s.labels == {"queue": queue}]
         return found[0] if found else None
