@@ -251,9 +251,10 @@ def _build_view(parser):
                help="comma-separated queues to show (default: all)")
     parser.add("-n", action="store_true", help="only list the names of the queues")
     parser.add("--watch", nargs="?", type=_seconds, const=2.0, metavar="SECONDS",
-               help="redraw every SECONDS (default 2) with publish and ack rates and the time "
-                    "to empty, until Ctrl-C; not on a terminal (or with --format json), print "
-                    "one JSON document per refresh, one per line")
+               help="redraw every SECONDS (default 2; without SECONDS put --watch after root) "
+                    "with publish and ack rates and the time to empty, until Ctrl-C; not on a "
+                    "terminal (or with --format json), print one JSON document per refresh, "
+                    "one per line")
     _add_common(parser, "create the root folder (and the named queues) if missing", silent=None,
                 formats=("table",) + FORMATS + ("prometheus",), default_format="table")
 
