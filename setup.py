@@ -21,7 +21,7 @@ setup(
     python_requires=">=3.9",
     install_requires=["PyYAML>=5.1", "beautifultable>=1.0"],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "prometheus_client"],
         # The tools run on Python 3.11 and newer (what Sphinx 9 and mypy 2 support);
         # each range is one whose releases behave alike, so CI stays reproducible.
         "docs": ["sphinx>=9.0,<10"],

@@ -344,6 +344,27 @@ class broker:
         delayed_dir = os.path.join(self._existing_queue_dir(queue), protocol.DELAYED_DIR)
         return sorted(name for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
 
+    def stats(self, queue=None):
+        """Return the figures of ``queue`` as a dict, or of every queue as {name: dict}.
+
+        Counted from directory listings and file names only, never reading
+        a message file (see :mod:`ddmq.stats` for each figure): waiting,
+        in_flight, expired, work, delayed, quarantined, dead_lettered,
+        oldest_waiting_age, oldest_claim_age, oldest_lease_expiry.
+        """
+        if queue is None:
+            return {name: self._stats(name) for name in self.list_queues()}
+        return self._stats(queue)
+
+    def _stats(self, queue, since=None):
+        from . import stats  # not at the top: start-up time of plain commands
+
+        q = self._queue(queue)
+        dead = q.settings.get("dead_letter")
+        dead_dir = self._path(dead) if isinstance(dead, str) and names.QUEUE_NAME.match(dead) \
+            else None
+        return stats.queue_stats(q.dir, q.settings, self.clock(), dead_dir, since)
+
     def get_queue_number(self):
         """Return a new queue number: the epoch time without its decimal point, 19 digits."""
         return names.new_queue_number()

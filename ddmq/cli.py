@@ -8,9 +8,14 @@ dicts), and a renderer prints them in the chosen ``--format``:
 * ``plain`` (the default, except for ``view``): one short line per record; a
   message is a block of ``key = value`` lines, blocks separated by a blank line.
 * ``table`` (``view``'s default): a beautifultable table.
-* ``json``: one JSON object per record, one per line (JSON Lines), so
-  ``ddmq consume -n 5 --format json`` prints one line per message consumed.
-* ``yaml``: one YAML document, a list with one mapping per record.
+* ``json``: ONE JSON document per invocation (see ``Output.document``): a list
+  of records, or the record itself where the command, by its arguments,
+  gives at most one (``publish``; ``consume``/``pop``/``peek`` with ``-n 1``,
+  the default, gives the message or ``null``); ``view`` gives a mapping from
+  queue name to its figures, as 0.9.14 did.
+* ``jsonl``: one JSON object per record, one per line (JSON Lines).
+* ``yaml``: one YAML document, the same document as ``json``.
+* ``prometheus`` (``view`` only): the Prometheus text exposition format.
 
 ``ddmq json '<object>'`` runs an operation packaged as a JSON object (with no
 argument: every object on stdin, in order).  Each object is translated into
@@ -50,7 +55,7 @@ EXIT_USAGE = 2
 EXIT_EMPTY = 3
 EXIT_LOST = 4
 
-FORMATS = ("plain", "json", "yaml")
+FORMATS = ("plain", "json", "jsonl", "yaml")
 
 USAGE = """usage: ddmq <command> [<args>]
 
@@ -106,10 +111,21 @@ class UsageError(Exception):
 class Output:
     """What a subcommand produced: its records, how to show one as plain text, its status."""
 
-    def __init__(self, records, plain, status=EXIT_OK):
+    def __init__(self, records, plain, status=EXIT_OK, document=list):
         self.records = records
         self.plain = plain
         self.status = status
+        #: The function that makes the one json/yaml document of the records.
+        self.document = document
+        #: The keys a table shows, and their headers (None: every key, as it is).
+        self.columns = None
+        #: True if the command wrote its output itself (view --watch): nothing to render.
+        self.shown = False
+
+
+def _single(records):
+    """The document of a command that gives at most one record: that record, or None."""
+    return records[0] if records else None
 
 
 # Parsing.
@@ -204,6 +220,17 @@ def _wait_seconds(text):
             "must be a number of seconds >= 0 or 'forever', not {!r}".format(text)) from None
 
 
+def _refresh_seconds(text):
+    """Return ``text`` as a number of seconds > 0 (at most a day): a refresh interval."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError("must be a number of seconds > 0, not {!r}".format(text))
+    return value
+
+
 def _queue_name(text):
     """Return ``text`` if it is a valid queue name."""
     try:
@@ -286,10 +313,13 @@ def _build_view(parser):
     parser.add("queue", nargs="?", type=_queue_list,
                help="comma-separated queues to show (default: all)")
     parser.add("-n", action="store_true", help="only list the names of the queues")
-    parser.add("--delayed", action="store_true",
-               help="also count the delayed messages (not to be served before their time)")
+    parser.add("--watch", nargs="?", type=_refresh_seconds, const=2.0, metavar="SECONDS",
+               help="redraw every SECONDS (default 2; without SECONDS put --watch after root) "
+                    "with publish and ack rates and the time to empty, until Ctrl-C; not on a "
+                    "terminal (or with --format json), print one JSON document per refresh, "
+                    "one per line")
     _add_common(parser, "create the root folder (and the named queues) if missing", silent=None,
-                formats=("table",) + FORMATS, default_format="table")
+                formats=("table",) + FORMATS + ("prometheus",), default_format="table")
 
 
 def _build_queues(verb, force):
@@ -485,24 +515,48 @@ def _plain_message(record):
     return "\n".join("{} = {}".format(key, value) for key, value in record.items())
 
 
-def view(args):
-    """List the queues (all, or the named ones) with their waiting and consumed counts."""
-    b = _open_broker(args)
+#: view's table: the figures shown, and their headers.
+VIEW_COLUMNS = (("queue", "queue"), ("waiting", "waiting"), ("in_flight", "running"),
+                ("expired", "expired"), ("delayed", "delayed"), ("quarantined", "quar"),
+                ("dead_lettered", "dead"), ("oldest_waiting_age", "wait_age"),
+                ("oldest_claim_age", "claim_age"))
+
+
+def _by_queue(records):
+    """view's json/yaml document: {queue: {figure: value}} (0.9.14 keyed it by queue too)."""
+    return {record["queue"]: {key: value for key, value in record.items() if key != "queue"}
+            for record in records}
+
+
+def _view_queues(args, b):
     queues = args.queue
     if queues is None:
-        queues = b.list_queues()
-    else:
-        _require_queues(b, queues)
+        return b.list_queues()
+    _require_queues(b, queues)
+    return queues
+
+
+def view_output(records):
+    """Return the Output of view's ``records`` ({"queue": name, figure: value, ...})."""
+    output = Output(records, lambda r: "{queue} {waiting} {work}".format(**r), document=_by_queue)
+    output.columns = VIEW_COLUMNS
+    return output
+
+
+def view(args):
+    """List the queues (all, or the named ones) with their figures (see ddmq.stats)."""
+    b = _open_broker(args)
+    if args.watch is not None:
+        if args.n or args.format not in ("table", "json"):
+            raise UsageError("--watch shows the figures as a table or as json, without -n")
+        from . import watch  # not at the top: start-up time of plain commands
+
+        return watch.run(b, lambda: _view_queues(args, b), args.watch, args.format)
+    queues = _view_queues(args, b)
     if args.n:
-        records = [{"queue": queue} for queue in queues]
-    else:
-        records = []
-        for queue in queues:
-            waiting, work = b.get_message_list(queue)
-            records.append({"queue": queue, "waiting": len(waiting), "work": len(work)})
-            if args.delayed:
-                records[-1]["delayed"] = len(b.get_delayed_list(queue))
-    return Output(records, lambda r: " ".join(str(value) for value in r.values()))
+        return Output([{"queue": queue} for queue in queues], lambda r: r["queue"],
+                      document=lambda records: [record["queue"] for record in records])
+    return view_output([dict(queue=queue, **b.stats(queue)) for queue in queues])
 
 
 def create(args):
@@ -591,7 +645,7 @@ def publish(args):
     if texts is not None:
         return _publish_lines(b, args, texts, options)
     msg = b.publish(args.queue, msg_text=payload, skip_cleaning=args.skip_cleaning, **options)
-    return Output([_message_record(msg)], _plain_message)
+    return Output([_message_record(msg)], _plain_message, document=_single)
 
 
 def subscribe(args):
@@ -674,21 +728,22 @@ def _publish_lines(b, args, texts, options):
         b.get_settings(args.queue)  # nothing to publish: still check (or -f create) the queue
     return Output([{"queue": args.queue, "published": published}],
                   lambda r: "published {published} message{s} to queue {queue}".format(
-                      s="" if r["published"] == 1 else "s", **r))
+                      s="" if r["published"] == 1 else "s", **r), document=_single)
 
 
 def _messages_output(verb, args, msgs):
     """Return the Output of messages from consume, pop or peek; none is exit status 3."""
+    document = list
     if args.n == 1:
-        msgs = [] if msgs is None else [msgs]
+        msgs, document = [] if msgs is None else [msgs], _single
     if not msgs:
         if not args.s:
             wait = getattr(args, "wait", None)
             waited = " after waiting {:g} s".format(wait) if wait else ""
             sys.stderr.write("ddmq {}: no message in queue {!r}{}\n".format(verb, args.queue,
                                                                           waited))
-        return Output([], _plain_message, EXIT_EMPTY)
-    return Output([_message_record(msg) for msg in msgs], _plain_message)
+        return Output([], _plain_message, EXIT_EMPTY, document)
+    return Output([_message_record(msg) for msg in msgs], _plain_message, document=document)
 
 
 def consume(args):
@@ -1084,36 +1139,63 @@ JSON_COMMAND = Command("Run command(s) packaged as JSON objects", _build_json, N
 # Rendering.
 
 def render(output, fmt):
-    """Return ``output``'s records as text in format ``fmt`` ('' if there are none)."""
+    """Return ``output``'s records as text in format ``fmt`` ('' if plain and there are none)."""
     records = output.records
     if fmt == "json":
+        import json
+
+        return json.dumps(output.document(records)) + "\n"
+    if fmt == "jsonl":
         import json
 
         return "".join(json.dumps(record) + "\n" for record in records)
     if fmt == "yaml":
         import yaml
 
-        return yaml.safe_dump(records, default_flow_style=False, sort_keys=False,
-                              allow_unicode=True)
+        return yaml.safe_dump(output.document(records), default_flow_style=False,
+                              sort_keys=False, allow_unicode=True)
     if fmt == "table":
-        return _render_table(records)
+        return _render_table(records, output.columns)
+    if fmt == "prometheus":
+        from . import monitor  # not at the top: start-up time of plain commands
+
+        return monitor.prometheus_text(records)
     blocks = [output.plain(record) for record in records]
     separator = "\n\n" if any("\n" in block for block in blocks) else "\n"
     return separator.join(blocks) + "\n" if blocks else ""
 
 
-def _render_table(records):
-    """Return queue records (dicts with the same keys) as a beautifultable table."""
+def _render_table(records, columns=None):
+    """Return records (dicts with the same keys) as a beautifultable table.
+
+    ``columns`` lists (key, header) pairs to show; None shows every key.
+    """
     from beautifultable import BeautifulTable
 
-    header = list(records[0]) if records else ["queue", "waiting", "work"]
-    table = BeautifulTable()
-    table.columns.header = header
+    if columns is None:
+        keys = list(records[0]) if records else ["queue"]
+        columns = [(key, key) for key in keys]
+    # On a terminal, fit its width; in a file or pipe, never wrap a cell.
+    table = BeautifulTable(maxwidth=_terminal_width() if sys.stdout.isatty() else 400)
+    table.columns.header = [header for _, header in columns]
     # An empty table prints nothing at all; one blank row keeps the header visible.
-    for record in records or [dict.fromkeys(header, "")]:
-        table.rows.append([record[key] for key in header])
-    table.columns.alignment["queue"] = BeautifulTable.ALIGN_LEFT
+    for record in records or [{}]:
+        table.rows.append(["-" if record.get(key) is None and record else record.get(key, "")
+                           for key, _ in columns])
+    table.columns.alignment[columns[0][1]] = BeautifulTable.ALIGN_LEFT
     return str(table) + "\n"
+
+
+def _terminal_width():
+    # The terminal's own size first: a COLUMNS exported by a parent shell may be stale.
+    try:
+        return os.get_terminal_size(1).columns
+    except OSError:
+        pass
+    try:
+        return int(os.environ.get("COLUMNS", "")) or 80
+    except ValueError:
+        return 80
 
 
 # Running.
@@ -1123,9 +1205,20 @@ _FORCE = ("view", "create", "delete", "publish", "consume", "pop", "purge", "cle
 _FORCE_HINT = " (use -f to create it)"
 _SHOWN_WHEN_SILENT = ("consume", "pop", "peek")  # their -s only silences "empty"
 
-def _execute(name, args):
-    """Run subcommand ``name`` with parsed ``args`` and print its output; return its status."""
+def _execute(name, args, documents=None):
+    """Run subcommand ``name`` with parsed ``args`` and print its output; return its status.
+
+    With ``documents`` (a dict), a json or yaml document is added to
+    ``documents[format]`` instead of being printed (``ddmq json`` prints
+    them together, as one document).
+    """
     output = COMMANDS[name].run(args)
+    if output.shown:
+        return output.status
+    if documents is not None and args.format in ("json", "yaml"):
+        if name in _SHOWN_WHEN_SILENT or not getattr(args, "s", False):
+            documents.setdefault(args.format, []).append(output.document(output.records))
+        return output.status
     if name in _SHOWN_WHEN_SILENT or not getattr(args, "s", False):
         sys.stdout.write(render(output, args.format))
         sys.stdout.flush()
@@ -1261,13 +1354,31 @@ def _run_json(argv):
                                  "holds the JSON objects here".format(number))
     if not operations:
         raise UsageError("no JSON object given")
-    status = EXIT_OK
-    for name, op_args in operations:
-        result = _guarded(name, functools.partial(_execute, name, op_args), op_args.d)
-        if result not in (EXIT_OK, EXIT_EMPTY):
-            return result  # a failed operation stops the run: later ones may depend on it
-        status = max(status, result)
+    status, documents = EXIT_OK, {}
+    try:
+        for name, op_args in operations:
+            result = _guarded(name, functools.partial(_execute, name, op_args, documents),
+                              op_args.d)
+            if result not in (EXIT_OK, EXIT_EMPTY):
+                return result  # a failed operation stops the run: later ones may depend on it
+            status = max(status, result)
+    finally:
+        _print_documents(documents)
     return status
+
+
+def _print_documents(documents):
+    """Print the json (then yaml) documents of a ``ddmq json`` run as one document each.
+
+    One operation's document is printed as it is; several make a list, in
+    the order the operations ran.
+    """
+    for fmt in ("json", "yaml"):
+        docs = documents.get(fmt)
+        if docs:
+            whole = docs[0] if len(docs) == 1 else docs
+            sys.stdout.write(render(Output([whole], str, document=_single), fmt))
+    sys.stdout.flush()
 
 
 def _dispatch(argv):

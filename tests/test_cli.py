@@ -58,9 +58,10 @@ def at_work(root, queue):
 
 
 def consume_json(root, queue, *options):
-    """Consume with ``--format json``; return the list of message dicts (one per line)."""
+    """Consume with ``--format json``; return the list of message dicts (one document)."""
     out = ok("consume", "--format", "json", *options, root, queue)
-    return [json.loads(line) for line in out.splitlines()]
+    document = json.loads(out)
+    return [document] if isinstance(document, dict) else document
 
 
 @pytest.fixture
@@ -150,7 +151,7 @@ def test_create_rejects_invalid_queue_names_before_touching_disk(root, queues):
 
 def test_create_json_and_silent(root):
     out = ok("create", "-f", "--format", "json", root, "jobs")
-    assert json.loads(out) == {"queue": "jobs", "created": True}
+    assert json.loads(out) == [{"queue": "jobs", "created": True}]
     assert ok("create", "-s", root, "jobs,new") == ""
     assert os.path.isdir(os.path.join(root, "new"))
 
@@ -159,7 +160,9 @@ def test_view_table_is_the_default(jobs):
     ok("publish", "-s", jobs, "jobs", "one")
     ok("create", "-s", jobs, "empty")
     out = ok("view", jobs)
-    assert "+---" in out and re.search(r"\|\s*queue\s*\|\s*waiting\s*\|\s*work\s*\|", out)
+    assert "+---" in out and re.search(r"\|\s*queue\s*\|\s*waiting\s*\|\s*running\s*\|\s*"
+                                       r"expired\s*\|\s*delayed\s*\|\s*quar\s*\|\s*dead\s*\|"
+                                       r"\s*wait_age\s*\|\s*claim_age\s*\|", out)
     assert re.search(r"\|\s*jobs\s*\|\s*1\s*\|\s*0\s*\|", out)
     assert re.search(r"\|\s*empty\s*\|\s*0\s*\|\s*0\s*\|", out)
 
@@ -170,20 +173,25 @@ def test_view_formats_and_names_only(jobs):
     consume_json(jobs, "jobs")
     ok("create", "-s", jobs, "other")
     assert ok("view", "--format", "plain", jobs) == "jobs 1 1\nother 0 0\n"
-    lines = ok("view", "--format", "json", jobs).splitlines()
-    assert [json.loads(line) for line in lines] == [
-        {"queue": "jobs", "waiting": 1, "work": 1}, {"queue": "other", "waiting": 0, "work": 0}]
-    assert yaml.safe_load(ok("view", "--format", "yaml", jobs, "other")) == [
-        {"queue": "other", "waiting": 0, "work": 0}]
+    document = json.loads(ok("view", "--format", "json", jobs))
+    assert list(document) == ["jobs", "other"]
+    assert [(d["waiting"], d["in_flight"], d["work"]) for d in document.values()] == [
+        (1, 1, 1), (0, 0, 0)]
+    lines = ok("view", "--format", "jsonl", jobs).splitlines()
+    assert [(r["queue"], r["waiting"], r["work"]) for r in map(json.loads, lines)] == [
+        ("jobs", 1, 1), ("other", 0, 0)]
+    other = yaml.safe_load(ok("view", "--format", "yaml", jobs, "other"))
+    assert list(other) == ["other"] and other["other"]["waiting"] == 0
+    assert other["other"]["oldest_waiting_age"] is None
     assert ok("view", "-n", "--format", "plain", jobs) == "jobs\nother\n"
-    assert json.loads(ok("view", "-n", "--format", "json", jobs, "other")) == {"queue": "other"}
+    assert json.loads(ok("view", "-n", "--format", "json", jobs, "other")) == ["other"]
     assert re.search(r"\|\s*queue\s*\|", ok("view", "-n", jobs))
 
 
 def test_view_of_an_empty_root_and_of_missing_things(root):
     assert "missing" in fails(1, "view", root)
     assert "queue" in ok("view", "-f", root)
-    assert ok("view", "--format", "json", root) == ""
+    assert json.loads(ok("view", "--format", "json", root)) == {}
     assert "'nope' does not exist" in fails(1, "view", root, "nope")
     assert "invalid queue name" in fails(2, "view", root, "no/pe")
     assert "invalid choice" in fails(2, "view", "--format", "xml", root)
@@ -202,7 +210,7 @@ def test_delete_of_a_missing_queue_changes_nothing_unless_f(jobs):
     assert "'nope' does not exist" in fails(1, "delete", jobs, "jobs,nope")
     assert snapshot(jobs) == before
     out = ok("delete", "-f", "--format", "json", jobs, "jobs,nope")
-    assert [json.loads(line) for line in out.splitlines()] == [
+    assert json.loads(out) == [
         {"queue": "jobs", "deleted": True}, {"queue": "nope", "deleted": False}]
     assert ok("delete", "-s", "-f", jobs, "nope") == ""
 
@@ -247,7 +255,7 @@ def test_publish_options_reach_the_message(jobs):
 
 def test_publish_yaml_and_unicode_and_dash_messages(jobs):
     msg = yaml.safe_load(ok("publish", "--format", "yaml", jobs, "jobs", "héllo ✓"))
-    assert msg[0]["message"] == "héllo ✓"
+    assert msg["message"] == "héllo ✓"
     assert json.loads(ok("publish", "--format", "json", jobs, "jobs", "--", "-x"))["message"] \
         == "-x"
     assert [m["message"] for m in consume_json(jobs, "jobs", "-n", "5")] == ["héllo ✓", "-x"]
@@ -321,6 +329,10 @@ def test_consume_of_an_empty_queue_exits_3(jobs):
     assert result.returncode == 3 and result.stdout == ""
     assert result.stderr == "ddmq consume: no message in queue 'jobs'\n"
     result = run("consume", "-s", "--format", "json", "-n", "3", jobs, "jobs")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "[]\n", "")
+    result = run("consume", "-s", "--format", "json", jobs, "jobs")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "null\n", "")
+    result = run("consume", "-s", "--format", "jsonl", jobs, "jobs")
     assert (result.returncode, result.stdout, result.stderr) == (3, "", "")
 
 
@@ -357,7 +369,7 @@ def test_ack_deletes_consumed_messages(jobs):
     names = [m["filename"] for m in msgs]
     assert ok("ack", jobs, "jobs", names[0]) == "acked {}\n".format(names[0])
     out = ok("ack", "--format", "json", "-C", jobs, "jobs", ",".join(names[1:]))
-    assert [json.loads(line) for line in out.splitlines()] == [
+    assert json.loads(out) == [
         {"queue": "jobs", "filename": name, "acked": True} for name in names[1:]]
     assert at_work(jobs, "jobs") == [] and waiting(jobs, "jobs") == []
 
@@ -417,7 +429,7 @@ def test_del_msg_deletes_waiting_and_consumed_messages(jobs):
     consumed = consume_json(jobs, "jobs")[0]["filename"]
     ready = waiting(jobs, "jobs")[0]
     out = ok("del_msg", "--format", "json", jobs, "jobs", "{},{}".format(ready, consumed))
-    assert [json.loads(line)["filename"] for line in out.splitlines()] == [ready, consumed]
+    assert [record["filename"] for record in json.loads(out)] == [ready, consumed]
     assert waiting(jobs, "jobs") == [] and at_work(jobs, "jobs") == []
     line = fails(1, "del_msg", jobs, "jobs", ready)
     assert "no message" in line
@@ -435,8 +447,8 @@ def test_purge_counts_waiting_and_consumed(jobs):
                                                "purged queue other: 0 waiting, 0 at work\n")
     assert ddmq.broker(jobs).list_queues() == ["jobs", "other"]
     assert waiting(jobs, "jobs") == [] and at_work(jobs, "jobs") == []
-    assert json.loads(ok("purge", "--format", "json", jobs, "jobs")) == {
-        "queue": "jobs", "waiting": 0, "work": 0}
+    assert json.loads(ok("purge", "--format", "json", jobs, "jobs")) == [{
+        "queue": "jobs", "waiting": 0, "work": 0}]
 
 
 def test_purge_and_clean_of_missing_queues_change_nothing(jobs):
@@ -510,7 +522,7 @@ def test_json_every_documented_key(root):
            {"command": "view", "root": root, "n": True, "format": "plain"},
            {"command": "consume", "root": root, "queue": "a", "n": 2, "format": "json"}]
     out = ok("json", stdin="".join(json.dumps(op) + "\n" for op in ops))
-    names, msg = out.splitlines()[:2], json.loads(out.splitlines()[2])
+    names, msg = out.splitlines()[:2], json.loads("\n".join(out.splitlines()[2:]))[0]
     assert names == ["a", "b"]
     assert (msg["priority"], msg["timeout"], msg["requeue"], msg["requeue_prio"],
             msg["requeue_limit"]) == (2, 60, True, 5, 3)
@@ -531,8 +543,7 @@ def test_json_from_stdin_runs_lines_in_order(jobs):
     lines.append({"cmd": "consume", "root": jobs, "queue": "jobs", "s": True})
     result = run("json", stdin="\n".join(json.dumps(line) for line in lines) + "\n\n")
     assert result.returncode == 3 and result.stderr == ""  # the last consume found nothing
-    assert [json.loads(line)["message"] for line in result.stdout.splitlines()] == [
-        "first", "second"]
+    assert [msg["message"] for msg in json.loads(result.stdout)] == ["first", "second"]
 
 
 def test_json_stops_at_the_first_failing_operation(jobs):

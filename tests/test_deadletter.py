@@ -188,7 +188,7 @@ def test_cli_publish_dead_letter_and_redrive(root):
     assert _cli("nack", "-r", root, "dlq", dead["filename"]).returncode == 0
     result = _cli("redrive", "--format", "json", root, "dlq", "-n", "5")
     assert result.returncode == 0, result.stderr
-    assert [json.loads(line)["to"] for line in result.stdout.splitlines()] == ["q"]
+    assert [record["to"] for record in json.loads(result.stdout)] == ["q"]
     assert _cli("redrive", root, "dlq", "--to", "dlq").returncode == 2
     bad = _cli("redrive", root, "dlq", "--to", "../x")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
