@@ -26,46 +26,12 @@ from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, Leas
                      StorageError)
 from .clock import FilesystemClock
 from .message import Codec, from_file, message, to_file
+from .log import log
 from .queue import Queue
 
 __all__ = ["broker", "DdmqError"]
 
 
-class _Log:
-    """The ``ddmq`` logger, looked up only once the logging module is in use.
-
-    Importing logging costs each ``ddmq`` command about 5 ms of a 20 ms
-    start.  Until some code has imported it, nobody can have configured a
-    handler, and the NullHandler below would drop every record: so until
-    then a call is skipped, which is the same.
-    """
-
-    def __init__(self):
-        self.logger = None
-
-    def get(self):
-        """Return the ``ddmq`` logger, or None while the logging module is not loaded."""
-        if self.logger is None and "logging" in sys.modules:
-            import logging
-
-            self.logger = logging.getLogger("ddmq")
-            self.logger.addHandler(logging.NullHandler())
-        return self.logger
-
-    def debug(self, *args):
-        if self.get() is not None:
-            self.logger.debug(*args)
-
-    def info(self, *args):
-        if self.get() is not None:
-            self.logger.info(*args)
-
-    def warning(self, *args):
-        if self.get() is not None:
-            self.logger.warning(*args)
-
-
-log = _Log()
 
 CLEAN_INTERVAL = 60        # seconds between two cleanings of a queue, unless forced
 TAKE_OVER_GRACE = 60       # seconds a cleaner or nacker holds a message while requeuing it
@@ -817,7 +783,9 @@ class broker:
         history.ended(msg, names.parse_work_name(work)[0], timeout, self.clock(), reason)
         decision = settle.decide(msg, conf, requeue, q.name, delay)
         if decision.action == settle.DEAD_LETTER:
-            self._dead_letter(q, owned, msg, decision)
+            from . import deadletter  # not at the top: start-up time of plain commands
+
+            deadletter.dead_letter(self, q, owned, msg, decision)
             return True
         if decision.action == settle.DROP:
             log.info("Deleting %s/%s (not requeued)", q.name, work)
@@ -850,29 +818,6 @@ class broker:
         q.offer(ready)
         return True
 
-    def _dead_letter(self, q, owned, msg, decision):
-        """Move the owned message ``msg`` (claimed as ``owned``) to its dead-letter queue."""
-        target = self._dead_letter_queue(decision.queue)
-        # Its current ready name, not a fresh one: if a crash between the
-        # two steps of the move makes another process move it again, the
-        # second copy replaces the first instead of adding a duplicate.
-        ready = names.parse_work_name(owned)[1]
-        msg.dead_lettered_from, msg.dead_lettered_at = q.name, self.clock()
-        msg.dead_lettered_reason = decision.reason
-        msg.queue, msg.filename = target.name, target.name + "/" + ready
-        log.info("Dead-lettering %s/%s to %s (%s)", q.name, owned, target.name, decision.reason)
-        protocol.move(q.dir, owned, target.dir, ready, to_file(msg),
-                      q.settings["fsync"] or target.settings["fsync"], target.umask)
-        target.offer(ready)
-
-    def _dead_letter_queue(self, name):
-        """Return the Queue of the dead-letter queue ``name``, created if missing."""
-        try:
-            return self._queue(name)
-        except QueueNotFoundError:
-            self.create_queue(name)  # the setting asks for it: never lose a message for want of it
-            return self._queue(name)
-
     def redrive(self, dead_queue, to=None, n=None):
         """Send the waiting messages of ``dead_queue`` back to where they came from; return them.
 
@@ -883,11 +828,11 @@ class broker:
         claim, so concurrent consumers of the dead-letter queue never get a
         message that is redriven, and a crash leaves a copy in both queues,
         never in neither.  A message with no known source (and no ``to``)
-        stays in ``dead_queue``.  See :mod:`ddmq.redrive`.
+        stays in ``dead_queue``.  See :mod:`ddmq.deadletter`.
         """
-        from . import redrive  # not at the top: start-up time of plain commands
+        from . import deadletter  # not at the top: start-up time of plain commands
 
-        return redrive.redrive(self, dead_queue, to, n)
+        return deadletter.redrive(self, dead_queue, to, n)
 
     def _read_owned(self, q, work):
         """Read a message we own; quarantine it and return None if it is corrupt or gone."""
