@@ -20,7 +20,7 @@ import stat
 import sys
 import time
 
-from . import __version__, fs, history, names, protocol, settings, settle
+from . import __version__, delayed, fs, history, housekeeping, names, protocol, settings, settle
 from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, PermissionDeniedError, QueueNotFoundError, RootError,
                      StorageError)
@@ -33,9 +33,8 @@ __all__ = ["broker", "DdmqError"]
 
 
 
-CLEAN_INTERVAL = 60        # seconds between two cleanings of a queue, unless forced
 TAKE_OVER_GRACE = 60       # seconds a cleaner or nacker holds a message while requeuing it
-STALE_TEMP_AGE = 3600      # seconds after which a .tmp file is a dead writer's leftover
+CLEAN_INTERVAL = housekeeping.CLEAN_INTERVAL
 
 _ROOT_CONFIG_TEXT = "".join(
     ["# ddmq root settings: they override the defaults for every queue in this root.\n",
@@ -440,24 +439,7 @@ class broker:
 
     def _promote_due(self, q, force=False):
         """Make the due delayed messages of the Queue ``q`` waiting (see :mod:`ddmq.delayed`)."""
-        now = self.clock()
-        due = q.delayed.due(now, force)
-        if force:
-            # Markers of minutes long past that hold no delayed name: a
-            # publisher cannot still be delaying a message into them.
-            protocol.remove_due_marks(q.dir, q.delayed.marked, now - TAKE_OVER_GRACE * 10
-                                      - q.settings["clock_skew"])
-        if not due:
-            return 0
-        lease = now + TAKE_OVER_GRACE + q.settings["clock_skew"]
-        promoted = 0
-        for name in due:
-            ready = protocol.promote(q.dir, name, lease, q.settings["fsync"], q.umask)
-            if ready is not None:
-                q.offer(ready)
-                promoted += 1
-        log.debug("Promoted %d due message(s) of %s", promoted, q.name)
-        return promoted
+        return delayed.promote_due(q, self.clock(), TAKE_OVER_GRACE, force)
 
     def _claim(self, q, n):
         """Claim and read up to ``n`` waiting messages of the Queue ``q``; return them."""
@@ -687,28 +669,7 @@ class broker:
         return self._clean(self._queue(queue), force)
 
     def _clean(self, q, force=False):
-        conf = q.settings
-        now = self.clock()
-        if not force:
-            if now - q.last_cleaned < CLEAN_INTERVAL:
-                return False
-            # Another process may have cleaned since we last looked.
-            q.last_cleaned = max(q.last_cleaned, settings.read_cleaned(q.dir))
-            if now - q.last_cleaned < CLEAN_INTERVAL:
-                return False
-        q.last_cleaned = now
-        log.info("Cleaning queue %s", q.name)
-        self._promote_due(q, force=True)
-        for work in _listdir(q.work_dir):
-            parsed = names.parse_work_name(work)
-            if parsed and parsed[0] + conf["clock_skew"] < now:
-                self._settle(q, work, requeue=None, reason=history.EXPIRED)
-        protocol.remove_stale_temp_files(q.dir, now - STALE_TEMP_AGE - conf["clock_skew"])
-        try:
-            settings.write_cleaned(q.dir, now, q.umask)
-        except OSError as exc:
-            raise protocol.storage_error(exc, "record the cleaning of", q.dir) from None
-        return True
+        return housekeeping.clean(self, q, force)
 
     def _clean_before(self, q):
         """Clean ``queue`` before another operation, which a failed cleaning must not block.
@@ -1076,13 +1037,7 @@ def _is_kind(path, test):
         return False
 
 
-def _listdir(path):
-    try:
-        return protocol.retry_stale(os.listdir, path)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise protocol.storage_error(exc, "list", path, [(path, "read")]) from None
+_listdir = protocol.list_folder
 
 
 _stderr_handler = None

@@ -133,6 +133,16 @@ def retry_stale(func, *args):
         delay = min(2 * delay, 0.25)
 
 
+def list_folder(path):
+    """Return the names in the folder ``path`` ([] if it is missing); StorageError if unreadable."""
+    try:
+        return retry_stale(os.listdir, path)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise storage_error(exc, "list", path, [(path, "read")]) from None
+
+
 def lost_race(exc):
     """Return True if the OSError ``exc`` means another process took the file first."""
     return exc.errno in _LOST_RACE
