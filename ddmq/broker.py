@@ -20,7 +20,8 @@ import stat
 import sys
 import time
 
-from . import __version__, delayed, fs, history, housekeeping, names, protocol, settings, settle
+from . import (__version__, delayed, fs, history, housekeeping, names, protocol, settings, settle,
+               settling)
 from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, PermissionDeniedError, QueueNotFoundError, RootError,
                      StorageError)
@@ -33,7 +34,7 @@ __all__ = ["broker", "DdmqError"]
 
 
 
-TAKE_OVER_GRACE = 60       # seconds a cleaner or nacker holds a message while requeuing it
+TAKE_OVER_GRACE = settling.TAKE_OVER_GRACE
 CLEAN_INTERVAL = housekeeping.CLEAN_INTERVAL
 
 _ROOT_CONFIG_TEXT = "".join(
@@ -724,60 +725,9 @@ class broker:
     # Helpers
 
     def _settle(self, q, work, requeue, reason=None, delay=None):
-        """Take over the claimed message ``work`` of the Queue ``q`` and settle it.
-
-        ``requeue`` True or False forces the choice; None follows the
-        message's settings and its requeue limit (see :mod:`ddmq.settle`).
-        ``reason`` is recorded as the message's ``last_nack_reason``;
-        ``delay`` (seconds) overrides the queue's retry delay.  Returns
-        False if another process took the message first.
-        """
-        conf = q.settings
-        owned = protocol.take_over(q.dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
-                                   conf["fsync"])
-        if owned is None:
-            return False
-        msg = self._read_owned(q, owned)
-        if msg is None:
-            return True  # quarantined: nothing left to requeue
-        timeout = msg.timeout if msg.timeout is not None else conf["message_timeout"]
-        history.ended(msg, names.parse_work_name(work)[0], timeout, self.clock(), reason)
-        decision = settle.decide(msg, conf, requeue, q.name, delay)
-        if decision.action == settle.DEAD_LETTER:
-            from . import deadletter  # not at the top: start-up time of plain commands
-
-            deadletter.dead_letter(self, q, owned, msg, decision)
-            return True
-        if decision.action == settle.DROP:
-            log.info("Deleting %s/%s (not requeued)", q.name, work)
-            protocol.remove(q.work_dir, owned, conf["fsync"])
-            return True
-        msg.requeue_counter += 1
-        msg.priority = decision.priority
-        msg.queue_number = names.new_queue_number()
-        ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
-        if decision.delay:
-            msg.not_before = min(self.clock() + decision.delay, names.LAST_SECOND)
-            due = math.ceil(msg.not_before)
-            delayed = names.delayed_name(due, ready)
-            msg.filename = "{}/{}/{}".format(q.name, protocol.DELAYED_DIR, delayed)
-            log.info("Requeuing %s/%s as %s, due in %.3f s", q.name, work, delayed,
-                     decision.delay)
-            protocol.requeue_delayed(q.dir, owned, delayed, to_file(msg),
-                                     conf["fsync"], q.umask)
-            q.delayed.note(due)
-            return True
-        msg.filename = "{}/{}".format(q.name, ready)
-        log.info("Requeuing %s/%s as %s", q.name, work, ready)
-        try:
-            protocol.requeue(q.dir, owned, ready, to_file(msg), conf["fsync"], q.umask)
-        except PermissionDeniedError:
-            # We may rename in work/ but not write the new file: put the
-            # message back under the lease it had, as if never touched.
-            protocol.take_back(q.dir, owned, work, conf["fsync"])
-            raise
-        q.offer(ready)
-        return True
+        """Take over the claimed message ``work`` of the Queue ``q`` and settle it (see
+        :mod:`ddmq.settling`); return False if another process took it first."""
+        return settling.settle(self, q, work, requeue, reason, delay)
 
     def redrive(self, dead_queue, to=None, n=None):
         """Send the waiting messages of ``dead_queue`` back to where they came from; return them.
