@@ -20,57 +20,23 @@ import stat
 import sys
 import time
 
-from . import __version__, fs, history, names, protocol, settings, settle
+from . import (__version__, delayed, fs, history, housekeeping, names, protocol, settings,
+               settling)
 from . import wait as waiting
 from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, PermissionDeniedError, QueueNotFoundError, RootError,
                      StorageError)
 from .clock import FilesystemClock
 from .message import Codec, from_file, locate, message, to_file
+from .log import log
 from .queue import Queue
 
 __all__ = ["broker", "DdmqError"]
 
 
-class _Log:
-    """The ``ddmq`` logger, looked up only once the logging module is in use.
 
-    Importing logging costs each ``ddmq`` command about 5 ms of a 20 ms
-    start.  Until some code has imported it, nobody can have configured a
-    handler, and the NullHandler below would drop every record: so until
-    then a call is skipped, which is the same.
-    """
-
-    def __init__(self):
-        self.logger = None
-
-    def get(self):
-        """Return the ``ddmq`` logger, or None while the logging module is not loaded."""
-        if self.logger is None and "logging" in sys.modules:
-            import logging
-
-            self.logger = logging.getLogger("ddmq")
-            self.logger.addHandler(logging.NullHandler())
-        return self.logger
-
-    def debug(self, *args):
-        if self.get() is not None:
-            self.logger.debug(*args)
-
-    def info(self, *args):
-        if self.get() is not None:
-            self.logger.info(*args)
-
-    def warning(self, *args):
-        if self.get() is not None:
-            self.logger.warning(*args)
-
-
-log = _Log()
-
-CLEAN_INTERVAL = 60        # seconds between two cleanings of a queue, unless forced
-TAKE_OVER_GRACE = 60       # seconds a cleaner or nacker holds a message while requeuing it
-STALE_TEMP_AGE = 3600      # seconds after which a .tmp file is a dead writer's leftover
+TAKE_OVER_GRACE = settling.TAKE_OVER_GRACE
+CLEAN_INTERVAL = housekeeping.CLEAN_INTERVAL
 
 _ROOT_CONFIG_TEXT = "".join(
     ["# ddmq root settings: they override the defaults for every queue in this root.\n",
@@ -552,24 +518,7 @@ class broker:
 
     def _promote_due(self, q, force=False):
         """Make the due delayed messages of the Queue ``q`` waiting (see :mod:`ddmq.delayed`)."""
-        now = self.clock()
-        due = q.delayed.due(now, force)
-        if force:
-            # Markers of minutes long past that hold no delayed name: a
-            # publisher cannot still be delaying a message into them.
-            protocol.remove_due_marks(q.dir, q.delayed.marked, now - TAKE_OVER_GRACE * 10
-                                      - q.settings["clock_skew"])
-        if not due:
-            return 0
-        lease = now + TAKE_OVER_GRACE + q.settings["clock_skew"]
-        promoted = 0
-        for name in due:
-            ready = protocol.promote(q.dir, name, lease, q.settings["fsync"], q.umask)
-            if ready is not None:
-                q.offer(ready)
-                promoted += 1
-        log.debug("Promoted %d due message(s) of %s", promoted, q.name)
-        return promoted
+        return delayed.promote_due(q, self.clock(), TAKE_OVER_GRACE, force)
 
     def messages(self, queue, wait=None, max_messages=None, stop=None):
         """Return an iterator over messages consumed from ``queue`` one at a time; the caller acks.
@@ -854,28 +803,7 @@ class broker:
         return self._clean(self._queue(queue), force)
 
     def _clean(self, q, force=False):
-        conf = q.settings
-        now = self.clock()
-        if not force:
-            if now - q.last_cleaned < CLEAN_INTERVAL:
-                return False
-            # Another process may have cleaned since we last looked.
-            q.last_cleaned = max(q.last_cleaned, settings.read_cleaned(q.dir))
-            if now - q.last_cleaned < CLEAN_INTERVAL:
-                return False
-        q.last_cleaned = now
-        log.info("Cleaning queue %s", q.name)
-        self._promote_due(q, force=True)
-        for work in _listdir(q.work_dir):
-            parsed = names.parse_work_name(work)
-            if parsed and parsed[0] + conf["clock_skew"] < now:
-                self._settle(q, work, requeue=None, reason=history.EXPIRED)
-        protocol.remove_stale_temp_files(q.dir, now - STALE_TEMP_AGE - conf["clock_skew"])
-        try:
-            settings.write_cleaned(q.dir, now, q.umask)
-        except OSError as exc:
-            raise protocol.storage_error(exc, "record the cleaning of", q.dir) from None
-        return True
+        return housekeeping.clean(self, q, force)
 
     def _clean_before(self, q):
         """Clean ``queue`` before another operation, which a failed cleaning must not block.
@@ -932,81 +860,9 @@ class broker:
     # Helpers
 
     def _settle(self, q, work, requeue, reason=None, delay=None):
-        """Take over the claimed message ``work`` of the Queue ``q`` and settle it.
-
-        ``requeue`` True or False forces the choice; None follows the
-        message's settings and its requeue limit (see :mod:`ddmq.settle`).
-        ``reason`` is recorded as the message's ``last_nack_reason``;
-        ``delay`` (seconds) overrides the queue's retry delay.  Returns
-        False if another process took the message first.
-        """
-        conf = q.settings
-        owned = protocol.take_over(q.dir, work, self.clock() + TAKE_OVER_GRACE + conf["clock_skew"],
-                                   conf["fsync"])
-        if owned is None:
-            return False
-        msg = self._read_owned(q, owned)
-        if msg is None:
-            return True  # quarantined: nothing left to requeue
-        timeout = msg.timeout if msg.timeout is not None else conf["message_timeout"]
-        history.ended(msg, names.parse_work_name(work)[0], timeout, self.clock(), reason)
-        decision = settle.decide(msg, conf, requeue, q.name, delay)
-        if decision.action == settle.DEAD_LETTER:
-            self._dead_letter(q, owned, msg, decision)
-            return True
-        if decision.action == settle.DROP:
-            log.info("Deleting %s/%s (not requeued)", q.name, work)
-            protocol.remove(q.work_dir, owned, conf["fsync"])
-            return True
-        msg.requeue_counter += 1
-        msg.priority = decision.priority
-        msg.queue_number = names.new_queue_number()
-        ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
-        if decision.delay:
-            msg.not_before = min(self.clock() + decision.delay, names.LAST_SECOND)
-            due = math.ceil(msg.not_before)
-            delayed = names.delayed_name(due, ready)
-            msg.filename = "{}/{}/{}".format(q.name, protocol.DELAYED_DIR, delayed)
-            log.info("Requeuing %s/%s as %s, due in %.3f s", q.name, work, delayed,
-                     decision.delay)
-            protocol.requeue_delayed(q.dir, owned, delayed, to_file(msg),
-                                     conf["fsync"], q.umask)
-            q.delayed.note(due)
-            return True
-        msg.filename = "{}/{}".format(q.name, ready)
-        log.info("Requeuing %s/%s as %s", q.name, work, ready)
-        try:
-            protocol.requeue(q.dir, owned, ready, to_file(msg), conf["fsync"], q.umask)
-        except PermissionDeniedError:
-            # We may rename in work/ but not write the new file: put the
-            # message back under the lease it had, as if never touched.
-            protocol.take_back(q.dir, owned, work, conf["fsync"])
-            raise
-        q.offer(ready)
-        return True
-
-    def _dead_letter(self, q, owned, msg, decision):
-        """Move the owned message ``msg`` (claimed as ``owned``) to its dead-letter queue."""
-        target = self._dead_letter_queue(decision.queue)
-        # Its current ready name, not a fresh one: if a crash between the
-        # two steps of the move makes another process move it again, the
-        # second copy replaces the first instead of adding a duplicate.
-        ready = names.parse_work_name(owned)[1]
-        msg.dead_lettered_from, msg.dead_lettered_at = q.name, self.clock()
-        msg.dead_lettered_reason = decision.reason
-        msg.queue, msg.filename = target.name, target.name + "/" + ready
-        log.info("Dead-lettering %s/%s to %s (%s)", q.name, owned, target.name, decision.reason)
-        protocol.move(q.dir, owned, target.dir, ready, to_file(msg),
-                      q.settings["fsync"] or target.settings["fsync"], target.umask)
-        target.offer(ready)
-
-    def _dead_letter_queue(self, name):
-        """Return the Queue of the dead-letter queue ``name``, created if missing."""
-        try:
-            return self._queue(name)
-        except QueueNotFoundError:
-            self.create_queue(name)  # the setting asks for it: never lose a message for want of it
-            return self._queue(name)
+        """Take over the claimed message ``work`` of the Queue ``q`` and settle it (see
+        :mod:`ddmq.settling`); return False if another process took it first."""
+        return settling.settle(self, q, work, requeue, reason, delay)
 
     def redrive(self, dead_queue, to=None, n=None):
         """Send the waiting messages of ``dead_queue`` back to where they came from; return them.
@@ -1018,11 +874,11 @@ class broker:
         claim, so concurrent consumers of the dead-letter queue never get a
         message that is redriven, and a crash leaves a copy in both queues,
         never in neither.  A message with no known source (and no ``to``)
-        stays in ``dead_queue``.  See :mod:`ddmq.redrive`.
+        stays in ``dead_queue``.  See :mod:`ddmq.deadletter`.
         """
-        from . import redrive  # not at the top: start-up time of plain commands
+        from . import deadletter  # not at the top: start-up time of plain commands
 
-        return redrive.redrive(self, dead_queue, to, n)
+        return deadletter.redrive(self, dead_queue, to, n)
 
     def _read_owned(self, q, work):
         """Read a message we own; quarantine it and return None if it is corrupt or gone."""
@@ -1268,13 +1124,7 @@ def _is_kind(path, test):
         return False
 
 
-def _listdir(path):
-    try:
-        return protocol.retry_stale(os.listdir, path)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise protocol.storage_error(exc, "list", path, [(path, "read")]) from None
+_listdir = protocol.list_folder
 
 
 _stderr_handler = None

@@ -37,8 +37,10 @@ queue that nobody uses: they are promoted at its next consume or clean.
 import os
 import time
 
+from .log import log
 from .names import DELAYED_NAME, SECONDS_DIGITS, ready_sort_key
-from .protocol import DELAYED_DIR, DUE_DIR, MARK_SECONDS, retry_stale
+from .protocol import (DELAYED_DIR, DUE_DIR, MARK_SECONDS, promote, remove_due_marks,
+                       retry_stale)
 
 CHECK_INTERVAL = 1.0     # seconds between two looks (one stat) at .due/
 RELIST_INTERVAL = 30.0   # seconds after which delayed/ is listed even if it looks unchanged
@@ -129,3 +131,28 @@ class DelayedIndex:
 
 def _due_order(name):
     return name[:SECONDS_DIGITS], ready_sort_key(DELAYED_NAME.match(name).group(2))
+
+
+def promote_due(q, now, grace, force=False):
+    """Make the due delayed messages of the Queue ``q`` waiting at epoch time ``now``.
+
+    ``grace`` (seconds) is the lease a promoter holds a message under while
+    it moves it; ``force`` (a cleaning) always lists ``delayed/`` and
+    removes the markers of minutes long past.  Returns how many it promoted.
+    """
+    due = q.delayed.due(now, force)
+    if force:
+        # Markers of minutes long past that hold no delayed name: a
+        # publisher cannot still be delaying a message into them.
+        remove_due_marks(q.dir, q.delayed.marked, now - grace * 10 - q.settings["clock_skew"])
+    if not due:
+        return 0
+    lease = now + grace + q.settings["clock_skew"]
+    promoted = 0
+    for name in due:
+        ready = promote(q.dir, name, lease, q.settings["fsync"], q.umask)
+        if ready is not None:
+            q.offer(ready)
+            promoted += 1
+    log.debug("Promoted %d due message(s) of %s", promoted, q.name)
+    return promoted

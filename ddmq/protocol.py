@@ -47,11 +47,11 @@ CLAIMED     rename back to the lease it had      CLAIMED (take back: a requeue
                                                  was refused; as before)
 CLAIMED     rename back to its READY name        READY (release: the claimant
                                                  may not read the file)
-(new)       write WRITING once, hard-link it to a    READY in each subscribed queue
-            fresh READY name in each subscribed  (publish to a topic:
-            queue but the last, rename it into   ``publish_linked``); a queue
-            the last; a copy (WRITING, rename)   whose link fails gets a copy
-            where the filesystem refuses links
+(new)       write WRITING once, hard-link it     READY in each subscribed queue
+            to a fresh READY name in each        (publish to a topic:
+            subscribed queue but the last,       ``publish_linked``); a queue
+            rename it into the last; a copy      whose link fails gets a copy
+            (WRITING, rename) where links fail
 (none)      create ``.topics/<topic>/<queue>``   SUBSCRIBED (subscribe);
             with O_EXCL; unlink it               not subscribed (unsubscribe)
 READY       unlink                               gone (purge, delete)
@@ -147,6 +147,16 @@ def retry_stale(func, *args):
         time.sleep(delay)
         waited += delay
         delay = min(2 * delay, 0.25)
+
+
+def list_folder(path):
+    """Return the names in the folder ``path`` ([] if it is missing); StorageError if unreadable."""
+    try:
+        return retry_stale(os.listdir, path)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise storage_error(exc, "list", path, [(path, "read")]) from None
 
 
 def lost_race(exc):

@@ -1,6 +1,14 @@
-"""Redrive: send the messages of a dead-letter queue back to be processed again.
+"""Dead-letter queues: where given-up messages go, and redrive, which sends them back.
 
-Each waiting message of the dead-letter queue is first *claimed* there, as a
+Dead-lettering.  When :func:`ddmq.settle.decide` says a settled message is
+given up (its requeue limit reached) and its queue names a dead-letter queue
+(the ``dead_letter_queue`` setting), :func:`dead_letter` moves the message,
+which the settler owns under a take-over name, into that queue as a READY
+file under its current ready name, recording ``dead_lettered_from``,
+``dead_lettered_at`` and ``dead_lettered_reason``; the dead-letter queue is
+created if missing, so no message is lost for want of it.
+
+Redrive.  Each waiting message of the dead-letter queue is first *claimed* there, as a
 consumer would (one rename to a lease of our own), so a consumer of the
 dead-letter queue and a redrive never both get one message.  The owner
 then publishes it into its target queue as a fresh READY file (a new queue
@@ -13,7 +21,33 @@ into the dead-letter queue unchanged (a fresh READY name of its own).
 
 from . import names, protocol
 from .errors import InvalidInputError, QueueNotFoundError
+from .log import log
 from .message import to_file
+
+
+def dead_letter(b, q, owned, msg, decision):
+    """Move the owned message ``msg`` of the Queue ``q`` (claimed as ``owned``) to its DLQ."""
+    target = dead_letter_queue(b, decision.queue)
+    # Its current ready name, not a fresh one: if a crash between the
+    # two steps of the move makes another process move it again, the
+    # second copy replaces the first instead of adding a duplicate.
+    ready = names.parse_work_name(owned)[1]
+    msg.dead_lettered_from, msg.dead_lettered_at = q.name, b.clock()
+    msg.dead_lettered_reason = decision.reason
+    msg.queue, msg.filename = target.name, target.name + "/" + ready
+    log.info("Dead-lettering %s/%s to %s (%s)", q.name, owned, target.name, decision.reason)
+    protocol.move(q.dir, owned, target.dir, ready, to_file(msg),
+                  q.settings["fsync"] or target.settings["fsync"], target.umask)
+    target.offer(ready)
+
+
+def dead_letter_queue(b, name):
+    """Return the Queue of the dead-letter queue ``name`` of broker ``b``, created if missing."""
+    try:
+        return b._queue(name)
+    except QueueNotFoundError:
+        b.create_queue(name)  # the setting asks for it: never lose a message for want of it
+        return b._queue(name)
 
 
 def redrive(b, dead_queue, to=None, n=None):
