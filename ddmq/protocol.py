@@ -255,21 +255,28 @@ def publish(queue_dir, ready, data, fsync=False, umask=None):
     ``umask`` is the queue's ``umask`` setting (None: the process's own).
     """
     temp = _write_temp(queue_dir, data, fsync, umask)
-    destination = queue_dir + "/" + ready
+    _rename_into_view(temp, queue_dir + "/" + ready, "publish into", queue_dir,
+                      [(queue_dir, "write"), (queue_dir + "/" + TEMP_DIR, "write")])
+    if fsync:
+        _fsync_dir(queue_dir)
+
+
+def _rename_into_view(temp, destination, action, folder, checks=()):
+    """Rename our complete WRITING file ``temp`` to its unique ``destination``.
+
+    On failure the temp file is removed and a StorageError raised (saying
+    ``action`` on ``folder``; ``checks`` are the permissions to diagnose).
+    """
     try:
         os.rename(temp, destination)
     except OSError as exc:
         # RACE: on NFS a retransmitted rename can report ENOENT although the
-        # first attempt succeeded; the ready name is ours alone, so if it
-        # exists the message is published (reporting an error would make the
+        # first attempt succeeded; the destination is ours alone, so if it
+        # exists the message is visible (reporting an error would make the
         # caller publish it twice).
         if not (lost_race(exc) and os.path.lexists(destination)):
             _unlink_quietly(temp)
-            raise storage_error(exc, "publish into", queue_dir,
-                                [(queue_dir, "write"),
-                                 (queue_dir + "/" + TEMP_DIR, "write")]) from None
-    if fsync:
-        _fsync_dir(queue_dir)
+            raise storage_error(exc, action, folder, checks) from None
 
 
 def mark_due(queue_dir, due, umask=None):
@@ -408,14 +415,7 @@ def publish_linked(targets, data, fsync=False):
     except BaseException:
         _unlink_quietly(temp)
         raise
-    destination = last_dir + "/" + last_ready
-    try:
-        os.rename(temp, destination)
-    except OSError as exc:
-        # RACE: as in publish, a retransmitted rename may report ENOENT.
-        if not (lost_race(exc) and os.path.lexists(destination)):
-            _unlink_quietly(temp)
-            raise storage_error(exc, "publish into", last_dir) from None
+    _rename_into_view(temp, last_dir + "/" + last_ready, "publish into", last_dir)
     if fsync:
         _fsync_dir(last_dir)
     return copies
