@@ -36,7 +36,6 @@ __all__ = ["broker", "DdmqError"]
 
 
 TAKE_OVER_GRACE = settling.TAKE_OVER_GRACE
-CLEAN_INTERVAL = housekeeping.CLEAN_INTERVAL
 
 _ROOT_CONFIG_TEXT = "".join(
     ["# ddmq root settings: they override the defaults for every queue in this root.\n",
@@ -811,7 +810,7 @@ class broker:
         On a full or read-only disk the "cleaned" stamp or a requeue cannot be
         written; the expired messages stay claimed and are cleaned later.
         """
-        if self.clock() - q.last_cleaned < CLEAN_INTERVAL:
+        if self.clock() - q.last_cleaned < housekeeping.CLEAN_INTERVAL:
             return  # the common case: checked within the interval, nothing to do
         try:
             self._clean(q)

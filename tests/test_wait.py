@@ -172,7 +172,7 @@ def test_a_wait_also_requeues_expired_messages_and_takes_them(root, path, monkey
     b.publish("q", "orphan")
     dead = ddmq.broker(root).consume("q")
     assert dead is not None
-    monkeypatch.setattr(sys.modules["ddmq.broker"], "CLEAN_INTERVAL", 0.5)
+    monkeypatch.setattr(sys.modules["ddmq.housekeeping"], "CLEAN_INTERVAL", 0.5)
     waiter = ddmq.broker(root)
     msg = waiter.consume("q", wait=30)
     assert msg is not None and msg.message == "orphan" and msg.requeue_counter == 1
