@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 
-from .broker import log
+from .log import log
 from .errors import CommandError, DdmqError, InvalidInputError, LeaseLostError, StorageError
 
 FIRST_BACKOFF = 0.005   # seconds before looking again at a queue found empty while tasks run
