@@ -37,11 +37,16 @@ def blocks(text, language):
 
 
 def console_steps_of(body):
-    """Return [(command, expected stdout lines)] of one ``console`` block's body."""
+    """Return [(command, expected stdout lines)] of one ``console`` block's body.
+
+    A command line that ends with a backslash continues on the next line, as
+    in the shell (and in Pygments' console lexer, which shows it as code)."""
     steps = []
     for line in body.splitlines():
         if line.startswith("$ "):
             steps.append((line[2:], []))
+        elif steps and not steps[-1][1] and steps[-1][0].endswith("\\"):
+            steps[-1] = (steps[-1][0] + "\n" + line, [])
         else:
             steps[-1][1].append(line)
     return steps
