@@ -17,24 +17,7 @@ import time
 import ddmq
 from ddmq import cli, settings
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = os.path.join(TOP, "docs")
-
-
-def page(name):
-    with open(os.path.join(DOCS, name)) as handle:
-        return handle.read()
-
-
-def blocks(text, language):
-    """Return the bodies of the ``.. code-block:: <language>`` blocks of ``text``, dedented."""
-    found = []
-    pattern = r"\.\. code-block:: {}\n\n((?:    .*\n|\n)+)".format(re.escape(language))
-    for body in re.findall(pattern, text):
-        lines = [line[4:] for line in body.rstrip("\n").split("\n")]
-        found.append("\n".join(lines) + "\n")
-    return found
-
+from docsrun import DOCS, TOP, blocks, console_steps, env_with_ddmq, matches, page
 
 # Configuration
 
@@ -90,14 +73,6 @@ def test_cli_page_shows_every_command_it_describes_by_hand():
 
 # Quick start
 
-def env_with_ddmq():
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([os.path.dirname(ddmq.get_ddmq_bin_path()),
-                                   os.path.dirname(sys.executable), env.get("PATH", "")])
-    env["PYTHONPATH"] = TOP
-    return env
-
-
 def test_quick_start_python_programs_run_and_print_what_the_page_says(tmp_path):
     root = str(tmp_path / "ddmq")
     programs = [code.replace("/tmp/ddmq", root) for code in blocks(page("quickstart.rst"), "python")]
@@ -114,24 +89,6 @@ def test_quick_start_python_programs_run_and_print_what_the_page_says(tmp_path):
     assert outputs[2] == ["working on " + text for text in ("Hello World!", "x", "y", "z")]
     assert outputs[3][0].startswith("invalid - invalid queue name 'no such/queue': use only")
     assert ddmq.broker(root).get_message_list("jobs") == ([], [])
-
-
-def console_steps(text):
-    """Return [(command, expected stdout lines)] of the ``console`` blocks of ``text``."""
-    steps = []
-    for body in blocks(text, "console"):
-        for line in body.splitlines():
-            if line.startswith("$ "):
-                steps.append((line[2:], []))
-            else:
-                steps[-1][1].append(line)
-    return steps
-
-
-def matches(expected, actual):
-    """True if ``actual`` is ``expected``, each ``...`` in it standing for any text."""
-    pattern = ".*".join(re.escape(part) for part in expected.split("..."))
-    return re.fullmatch(pattern, actual) is not None
 
 
 def test_quick_start_shell_commands_print_what_the_page_shows(tmp_path):
