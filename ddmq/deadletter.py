@@ -69,6 +69,9 @@ def redrive(b, dead_queue, to=None, n=None):
             break
         msg = claimed[0]
         work = msg.filename
+        # The priority of its name, which it is served by: the file's field is
+        # never checked, and the new name (a path) must not be built from it.
+        msg.priority = _priority_of(work)
         target = _target(b, to or msg.dead_lettered_from, dead_queue)
         fsync = dq.settings["fsync"]
         msg.queue_number = names.new_queue_number()
@@ -85,6 +88,11 @@ def redrive(b, dead_queue, to=None, n=None):
         target.offer(ready)
         moved.append(msg)
     return moved
+
+
+def _priority_of(work):
+    """Return the priority in the name ``work`` of a claimed message."""
+    return names.ready_sort_key(names.parse_work_name(work)[1])[0]
 
 
 def _target(b, name, dead_queue):
