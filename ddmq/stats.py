@@ -53,12 +53,26 @@ from . import protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
-    from typing import Optional
+    from typing import Optional, TypedDict
+
+    from typing_extensions import NotRequired   # typing's own from Python 3.11
 
     from .settings import Settings
 
-    #: The figures of one queue by name (see above): counts, seconds, None for "no value".
-    Figures = dict[str, Optional[int]]
+    class Figures(TypedDict):
+        """The figures of one queue (see above); None where a figure has no value."""
+
+        waiting: int
+        in_flight: int
+        expired: int
+        work: int
+        delayed: int
+        quarantined: int
+        dead_lettered: int
+        oldest_waiting_age: Optional[int]
+        oldest_claim_age: Optional[int]
+        oldest_lease_expiry: Optional[int]
+        published_since: NotRequired[int]   # with since= only
 
 DELAYED_DIR: str = getattr(protocol, "DELAYED_DIR", "delayed")
 
