@@ -142,8 +142,9 @@ def make_dirs(path: str, umask: Optional[int]) -> None:
 
 def permission_error(exc: Exception, action: str, path: str,
                      checks: Checks) -> PermissionDeniedError:
-    """Return a PermissionDeniedError for the refused ``action`` on ``path`` (the OSError ``exc``).
+    """Return a PermissionDeniedError for the refused ``action`` on ``path``.
 
+    ``exc`` is the OSError (or the ddmq error that reported one).
     ``checks`` lists what the action needs, as (path, need) pairs, need
     being "read", "write" (a folder: to create, rename or remove entries in
     it) or "search".  The message names the first folder on the way that we

@@ -31,17 +31,17 @@ class _Log:
             self.logger.addHandler(logging.NullHandler())
         return self.logger
 
-    def debug(self, msg: str, *args: object) -> None:
+    def debug(self, msg: object, *args: object) -> None:
         logger = self.get()
         if logger is not None:
             logger.debug(msg, *args)
 
-    def info(self, msg: str, *args: object) -> None:
+    def info(self, msg: object, *args: object) -> None:
         logger = self.get()
         if logger is not None:
             logger.info(msg, *args)
 
-    def warning(self, msg: str, *args: object) -> None:
+    def warning(self, msg: object, *args: object) -> None:
         logger = self.get()
         if logger is not None:
             logger.warning(msg, *args)
