@@ -7,6 +7,8 @@ The public names are :class:`broker`, :class:`message`, :class:`DdmqError`
 (and its subclasses in :mod:`ddmq.errors`) and :func:`get_ddmq_bin_path`.
 """
 
+from __future__ import annotations
+
 __version__ = "1.0.0"
 
 from .errors import DdmqError  # noqa: E402
@@ -15,7 +17,7 @@ from .broker import broker  # noqa: E402
 from .wait import FOREVER  # noqa: E402
 
 
-def get_ddmq_bin_path():
+def get_ddmq_bin_path() -> str:
     """Return the path of the ``ddmq`` executable (to add its folder to ``PATH``).
 
     The script installed beside this Python (its ``scripts`` folder: the

@@ -34,6 +34,8 @@ at the next check that finds the folder changed (at most
 queue that nobody uses: they are promoted at its next consume or clean.
 """
 
+from __future__ import annotations
+
 import os
 import time
 
@@ -46,8 +48,18 @@ CHECK_INTERVAL = 1.0     # seconds between two looks (one stat) at .due/
 RELIST_INTERVAL = 30.0   # seconds after which delayed/ is listed even if it looks unchanged
 _UNSEEN = object()
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
 
-def _stamp(folder):
+    from .names import ReadyKey
+    from .queue import Queue
+
+    #: What identifies one state of a folder: (mtime_ns, inode).
+    Stamp = tuple[int, int]
+
+
+def _stamp(folder: str) -> Optional[Stamp]:
     try:
         status = os.stat(folder)
     except OSError:
@@ -58,17 +70,17 @@ def _stamp(folder):
 class DelayedIndex:
     """What one process knows about one queue's ``delayed/`` folder (and its ``.due/`` markers)."""
 
-    def __init__(self, queue_dir):
+    def __init__(self, queue_dir: str) -> None:
         self.folder = queue_dir + "/" + DELAYED_DIR
         self.marks = queue_dir + "/" + DUE_DIR
-        self.next_due = None       # earliest due second known; None: none known
+        self.next_due: Optional[int] = None   # earliest due second known; None: none known
         #: The marker minutes of the names in the last listing of delayed/.
-        self.marked = set()
-        self._checked = None       # time.monotonic() of the last look
-        self._listed = None        # time.monotonic() of the last listing (or first look)
-        self._stamp = _UNSEEN      # (mtime_ns, inode) of .due/ at the last look
+        self.marked: set[int] = set()
+        self._checked: Optional[float] = None   # time.monotonic() of the last look
+        self._listed: Optional[float] = None    # time.monotonic() of the last listing (or first look)
+        self._stamp: object = _UNSEEN   # (mtime_ns, inode) of .due/ at the last look, or None
 
-    def due(self, now, force=False):
+    def due(self, now: float, force: bool = False) -> list[str]:
         """Return the names in ``delayed/`` due at epoch time ``now``, in due order.
 
         Returns [] without touching the disk unless a look is due, as
@@ -94,7 +106,7 @@ class DelayedIndex:
         self.next_due = earliest
         return []
 
-    def _earliest_mark(self):
+    def _earliest_mark(self) -> Optional[int]:
         try:
             marks = retry_stale(os.listdir, self.marks)
         except FileNotFoundError:
@@ -102,7 +114,7 @@ class DelayedIndex:
         minutes = [int(mark) for mark in marks if mark.isdigit()]
         return min(minutes) if minutes else None
 
-    def _list(self, now, mono):
+    def _list(self, now: float, mono: float) -> list[str]:
         self._stamp = _stamp(self.marks)   # before listing: a change during it shows next time
         try:
             # RACE: on a network filesystem a folder can answer ESTALE for a
@@ -123,17 +135,21 @@ class DelayedIndex:
                        for name in entries}
         return due
 
-    def note(self, due):
+    def note(self, due: int) -> None:
         """Note a message this process just delayed until epoch second ``due``."""
         if self.next_due is None or due < self.next_due:
             self.next_due = due
 
 
-def _due_order(name):
-    return name[:SECONDS_DIGITS], ready_sort_key(DELAYED_NAME.match(name).group(2))
+def _due_order(name: str) -> tuple[str, ReadyKey]:
+    match = DELAYED_NAME.match(name)
+    assert match is not None   # listed through DELAYED_NAME
+    key = ready_sort_key(match.group(2))
+    assert key is not None     # DELAYED_NAME holds a waiting message's name
+    return name[:SECONDS_DIGITS], key
 
 
-def promote_due(q, now, grace, force=False):
+def promote_due(q: Queue, now: float, grace: float, force: bool = False) -> int:
     """Make the due delayed messages of the Queue ``q`` waiting at epoch time ``now``.
 
     ``grace`` (seconds) is the lease a promoter holds a message under while

@@ -18,10 +18,21 @@ Every function that creates a file or folder in a root goes through this
 module, so the mode logic lives in one place.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 
 from .errors import PermissionDeniedError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Literal, Optional, Sequence, Union
+
+    #: What an action needs of a path: see :func:`permission_error`.
+    Need = Literal["read", "write", "search"]
+    #: The permissions an action needs, as (path, need) pairs.
+    Checks = Sequence[tuple[str, Need]]
 
 FILE_BASE = 0o666    # the mode a umask is taken from, for files (as open() does)
 DIR_BASE = 0o777     # ... and for folders (as mkdir does)
@@ -31,7 +42,7 @@ MAX_UMASK = 0o777
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
 
-def parse_umask(value):
+def parse_umask(value: Union[int, str, None]) -> Optional[int]:
     """Return the ``umask`` setting ``value`` (None, an int, or an octal string) as an int or None.
 
     The value is assumed checked (:func:`valid_umask`).
@@ -41,7 +52,7 @@ def parse_umask(value):
     return int(value, 8) if isinstance(value, str) else int(value)
 
 
-def valid_umask(value):
+def valid_umask(value: object) -> bool:
     """Return True if ``value`` is a valid ``umask`` setting: None, 0..0o777, or "007"-like."""
     if value is None:
         return True
@@ -51,17 +62,17 @@ def valid_umask(value):
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_UMASK
 
 
-def file_mode(umask, default=0o644):
+def file_mode(umask: Optional[int], default: int = 0o644) -> int:
     """Return the mode to create a file with: ``default`` without a setting, else 0o666 & ~umask."""
     return default if umask is None else FILE_BASE & ~umask
 
 
-def dir_mode(umask):
+def dir_mode(umask: Optional[int]) -> int:
     """Return the mode to create a folder with: 0o777 without a setting, else 0o777 & ~umask."""
     return DIR_BASE if umask is None else DIR_BASE & ~umask
 
 
-def open_file(path, umask, flags=NEW_FILE, default=0o644):
+def open_file(path: str, umask: Optional[int], flags: int = NEW_FILE, default: int = 0o644) -> int:
     """Open (usually create) the file ``path`` for writing, with the ``umask`` setting's mode.
 
     Returns the file descriptor.  ``default`` is the mode without a setting
@@ -79,14 +90,14 @@ def open_file(path, umask, flags=NEW_FILE, default=0o644):
     return fd
 
 
-def _fix_fd(fd, mode):
+def _fix_fd(fd: int, mode: int) -> None:
     status = os.fstat(fd)
     # The process umask may have removed bits the setting grants.
     if stat.S_IMODE(status.st_mode) != mode and status.st_uid == os.geteuid():
         os.fchmod(fd, mode)
 
 
-def write_file(path, data, umask, default=0o666):
+def write_file(path: str, data: bytes, umask: Optional[int], default: int = 0o666) -> None:
     """Create the new file ``path`` holding the bytes ``data`` (FileExistsError if it exists)."""
     fd = open_file(path, umask, NEW_FILE, default)
     try:
@@ -97,7 +108,7 @@ def write_file(path, data, umask, default=0o666):
         os.close(fd)
 
 
-def make_dir(path, umask):
+def make_dir(path: str, umask: Optional[int]) -> None:
     """Create the folder ``path`` (not its parents) with the mode the ``umask`` setting gives.
 
     Raises FileExistsError if it exists (then it is left as it is).
@@ -112,7 +123,7 @@ def make_dir(path, umask):
             os.chmod(path, wanted)
 
 
-def make_dirs(path, umask):
+def make_dirs(path: str, umask: Optional[int]) -> None:
     """Create the folder ``path`` and its missing parents, each as :func:`make_dir` does."""
     path = os.path.abspath(path)
     if os.path.isdir(path):
@@ -129,9 +140,11 @@ def make_dirs(path, umask):
 
 # Permission errors: say which folder or file refused what, and who we are.
 
-def permission_error(exc, action, path, checks):
-    """Return a PermissionDeniedError for the refused ``action`` on ``path`` (the OSError ``exc``).
+def permission_error(exc: Exception, action: str, path: str,
+                     checks: Checks) -> PermissionDeniedError:
+    """Return a PermissionDeniedError for the refused ``action`` on ``path``.
 
+    ``exc`` is the OSError (or the ddmq error that reported one).
     ``checks`` lists what the action needs, as (path, need) pairs, need
     being "read", "write" (a folder: to create, rename or remove entries in
     it) or "search".  The message names the first folder on the way that we
@@ -157,7 +170,7 @@ def permission_error(exc, action, path, checks):
 _ACCESS = {"read": os.R_OK, "write": os.W_OK | os.X_OK, "search": os.X_OK}
 
 
-def _missing_permission(path, need):
+def _missing_permission(path: str, need: Need) -> Optional[tuple[str, str]]:
     path = os.path.abspath(path)
     parts = path.split(os.sep)
     for end in range(1, len(parts)):
@@ -169,14 +182,14 @@ def _missing_permission(path, need):
     return None
 
 
-def _may(path, mode):
+def _may(path: str, mode: int) -> bool:
     try:
         return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
     except OSError:
         return False
 
 
-def _describe(path):
+def _describe(path: str) -> str:
     try:
         status = os.stat(path)
     except OSError as exc:
@@ -186,13 +199,13 @@ def _describe(path):
                                                 stat.filemode(status.st_mode))
 
 
-def _whoami():
+def _whoami() -> str:
     groups = sorted({os.getegid(), *os.getgroups()})
     return "you are {} in groups {}".format(_user_name(os.geteuid()),
                                             ",".join(_group_name(g) for g in groups))
 
 
-def _user_name(uid):
+def _user_name(uid: int) -> str:
     try:
         import pwd
 
@@ -201,7 +214,7 @@ def _user_name(uid):
         return str(uid)
 
 
-def _group_name(gid):
+def _group_name(gid: int) -> str:
     try:
         import grp
 

@@ -20,13 +20,21 @@ Messages written before these fields existed have None in each, read as
 "no delivery yet" (``delivery_count`` 0).
 """
 
+from __future__ import annotations
+
 import math
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
+
+    from .message import message
 
 EXPIRED = "lease expired"      # the last_nack_reason of a delivery whose lease ran out
 REASON_LIMIT = 4096            # characters of a reason kept; the rest is cut
 
 
-def delivered(msg, began):
+def delivered(msg: message, began: float) -> None:
     """Count a delivery of ``msg`` that began at epoch time ``began``."""
     msg.delivery_count = (msg.delivery_count or 0) + 1
     msg.last_delivered_at = began
@@ -34,7 +42,8 @@ def delivered(msg, began):
         msg.first_delivered_at = began
 
 
-def ended(msg, expiry, timeout, now, reason):
+def ended(msg: message, expiry: float, timeout: float, now: float,
+          reason: Optional[str]) -> None:
     """Record in ``msg`` (read from its file) the delivery a settle ends, before the rewrite.
 
     ``expiry`` is the lease of the claim being settled, ``timeout`` the
@@ -45,7 +54,7 @@ def ended(msg, expiry, timeout, now, reason):
     msg.last_nack_reason = reason
 
 
-def check_reason(reason):
+def check_reason(reason: object) -> Optional[str]:
     """Return ``reason`` cut to REASON_LIMIT characters; None stays None; raise TypeError otherwise."""
     if reason is None:
         return None

@@ -9,17 +9,24 @@ setting) as a nack with reason "expired", removes ``.tmp`` files older than
 :data:`STALE_TEMP_AGE` (a dead writer's leftovers) and records the time.
 """
 
+from __future__ import annotations
+
 from . import history, names, protocol, settings
 from .log import log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from .broker import broker
+    from .queue import Queue
 
 CLEAN_INTERVAL = 60        # seconds between two cleanings of a queue, unless forced
 STALE_TEMP_AGE = 3600      # seconds after which a .tmp file is a dead writer's leftover
 
 
-def clean(b, q, force=False):
+def clean(b: broker, q: Queue, force: bool = False) -> bool:
     """Clean the Queue ``q`` of broker ``b``; return True, or False if it was too soon."""
     conf = q.settings
-    now = b.clock()
+    now: float = b.clock()
     if not force:
         if now - q.last_cleaned < CLEAN_INTERVAL:
             return False

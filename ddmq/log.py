@@ -1,6 +1,13 @@
 """The ``ddmq`` logger, shared by the broker and the feature modules (no import of logging)."""
 
+from __future__ import annotations
+
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    import logging
+    from typing import Optional
 
 
 class _Log:
@@ -12,10 +19,10 @@ class _Log:
     then a call is skipped, which is the same.
     """
 
-    def __init__(self):
-        self.logger = None
+    def __init__(self) -> None:
+        self.logger: Optional[logging.Logger] = None
 
-    def get(self):
+    def get(self) -> Optional[logging.Logger]:
         """Return the ``ddmq`` logger, or None while the logging module is not loaded."""
         if self.logger is None and "logging" in sys.modules:
             import logging
@@ -24,17 +31,20 @@ class _Log:
             self.logger.addHandler(logging.NullHandler())
         return self.logger
 
-    def debug(self, *args):
-        if self.get() is not None:
-            self.logger.debug(*args)
+    def debug(self, msg: object, *args: object) -> None:
+        logger = self.get()
+        if logger is not None:
+            logger.debug(msg, *args)
 
-    def info(self, *args):
-        if self.get() is not None:
-            self.logger.info(*args)
+    def info(self, msg: object, *args: object) -> None:
+        logger = self.get()
+        if logger is not None:
+            logger.info(msg, *args)
 
-    def warning(self, *args):
-        if self.get() is not None:
-            self.logger.warning(*args)
+    def warning(self, msg: object, *args: object) -> None:
+        logger = self.get()
+        if logger is not None:
+            logger.warning(msg, *args)
 
 
 log = _Log()

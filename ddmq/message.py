@@ -25,11 +25,29 @@ as an integer in ``requeue``; :meth:`message.json2msg` reads that form too.
 every message file.
 """
 
+from __future__ import annotations
+
 import json
 import numbers
 
 from .errors import CodecError, InvalidInputError
 from .names import MESSAGE_ID, QUEUE_NAME, READY_NAME
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Any, Mapping, Optional, Protocol, Union
+
+    from typing_extensions import Self   # typing's own from Python 3.11
+
+    #: A message's fields by key, as in its file (decoded JSON values).
+    Fields = dict[str, Any]
+
+    class PayloadCodec(Protocol):
+        """What a broker's ``codec`` must have (an optional ``name`` too): see :class:`Codec`."""
+
+        def encode(self, value: Any) -> Any: ...
+
+        def decode(self, stored: Any) -> Any: ...
 
 #: The keys of a message file, in the order they are written.
 FIELDS = (
@@ -91,16 +109,21 @@ class message:
     :meth:`ddmq.broker.peek` returns for an unreadable file.
     """
 
-    codec = None
+    codec: Optional[str] = None
     corrupt = False
-    topic = None
+    topic: Optional[str] = None
 
-    def __init__(self, queue=None, message=None, timeout=None, id=None, priority=None,
-                 queue_number=None, filename=None, requeue=None, requeue_counter=None,
-                 requeue_limit=None, requeue_prio=None, published_at=None, delivery_count=None,
-                 first_delivered_at=None, last_delivered_at=None, last_nack_reason=None,
-                 dead_letter=None, dead_lettered_from=None, dead_lettered_at=None,
-                 dead_lettered_reason=None, not_before=None):
+    def __init__(self, queue: Optional[str] = None, message: Any = None,
+                 timeout: Optional[float] = None, id: Optional[str] = None,
+                 priority: Optional[int] = None, queue_number: Optional[str] = None,
+                 filename: Optional[str] = None, requeue: Optional[bool] = None,
+                 requeue_counter: Optional[int] = None, requeue_limit: Optional[int] = None,
+                 requeue_prio: Optional[int] = None, published_at: Optional[float] = None,
+                 delivery_count: Optional[int] = None, first_delivered_at: Optional[float] = None,
+                 last_delivered_at: Optional[float] = None, last_nack_reason: Optional[str] = None,
+                 dead_letter: Optional[str] = None, dead_lettered_from: Optional[str] = None,
+                 dead_lettered_at: Optional[float] = None, dead_lettered_reason: Optional[str] = None,
+                 not_before: Optional[float] = None) -> None:
         self.queue = queue
         self.message = message
         self.timeout = timeout
@@ -123,20 +146,20 @@ class message:
         self.dead_lettered_reason = dead_lettered_reason
         self.not_before = not_before
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "\n".join("{} = {}".format(key, getattr(self, key)) for key in sorted(FIELDS))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, message):
             return NotImplemented
         return self.to_dict() == other.to_dict()
 
-    def to_dict(self):
+    def to_dict(self) -> Fields:
         """Return the message's fields as a plain dict."""
         return {key: getattr(self, key) for key in FIELDS}
 
     @classmethod
-    def json2msg(cls, package):
+    def json2msg(cls, package: Union[str, bytes, bytearray, Mapping[str, Any]]) -> Self:
         """Convert a JSON object (a ``str``, ``bytes`` or decoded ``dict``) to a message object."""
         if isinstance(package, (str, bytes, bytearray)):
             try:
@@ -161,11 +184,11 @@ class message:
             msg.requeue_counter = 0
         return msg
 
-    def msg2json(self):
+    def msg2json(self) -> str:
         """Convert the message object to a JSON string: the text of its file."""
         return to_file(self).decode("utf-8")
 
-    def update(self, package):
+    def update(self, package: Mapping[str, Any]) -> None:
         """Update the message with the fields in ``package`` (a dict); unknown keys are ignored."""
         if _FIELD_SET.issuperset(package):
             self.__dict__.update(package)
@@ -175,7 +198,7 @@ class message:
                 setattr(self, key, value)
 
 
-def to_file(msg):
+def to_file(msg: message) -> bytes:
     """Return the bytes of the file of the message ``msg`` (keys in :data:`FIELDS` order).
 
     Raises InvalidInputError if the payload is neither bytes nor a JSON value.
@@ -195,7 +218,7 @@ def to_file(msg):
                                 "value ({})".format(exc), "invalid") from None
 
 
-def from_file(data):
+def from_file(data: bytes) -> Optional[message]:
     """Return the message in the file contents ``data``, or None if it is not a valid message.
 
     Valid means: a UTF-8 JSON object with a ``message`` key, a known
@@ -239,7 +262,7 @@ def from_file(data):
     return msg
 
 
-def locate(msg, queue, ready):
+def locate(msg: message, queue: str, ready: str) -> message:
     """Give ``msg``, read from the waiting name ``ready`` (or its work name's) of ``queue``, its place.
 
     Sets ``queue``; for a message published to a topic, whose file may be
@@ -249,7 +272,9 @@ def locate(msg, queue, ready):
     """
     msg.queue = queue
     if msg.topic is not None:
-        priority, msg.queue_number, msg.id = READY_NAME.match(ready).groups()
+        match = READY_NAME.match(ready)
+        assert match is not None   # the caller read the file under this name
+        priority, msg.queue_number, msg.id = match.groups()
         msg.priority = int(priority)
     return msg
 
@@ -257,19 +282,19 @@ def locate(msg, queue, ready):
 _INFINITY = float("inf")
 
 
-def _is_time(value):
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and 0 <= value < _INFINITY)
+def _is_time(value: object) -> bool:
+    # Only decoded JSON values come here: a number is an int or a float (a bool's type is bool).
+    return (type(value) is int or type(value) is float) and 0 <= value < _INFINITY
 
 
-def json_payload(payload):
+def json_payload(payload: Union[bytes, bytearray, memoryview]) -> tuple[str, str]:
     """Return ``(JSON text, "base64")`` for the bytes ``payload``: how files and records hold it."""
     import binascii  # here, not at the top: most messages are text
 
     return binascii.b2a_base64(payload, newline=False).decode("ascii"), BASE64
 
 
-def _unpack(msg, package):
+def _unpack(msg: message, package: Mapping[str, Any]) -> None:
     """Decode a payload stored with ``message_encoding``, note its ``message_codec``."""
     encoding = package.get(ENCODING_KEY)
     if encoding is not None:
@@ -293,10 +318,10 @@ def _unpack(msg, package):
         msg.codec = codec
 
 
-def _is_count(value):
-    # type() first: the ABC check costs ~0.5 us and runs several times per message.
-    return (type(value) is int or (isinstance(value, numbers.Integral)
-                                   and not isinstance(value, bool))) and value >= 0
+def _is_count(value: object) -> bool:
+    # Only decoded JSON values come here: an integer is an int (a bool's type is bool),
+    # so no ABC check, which costs ~0.5 us and would run several times per message.
+    return type(value) is int and value >= 0
 
 
 class Codec:
@@ -309,7 +334,7 @@ class Codec:
     codec, or from 0.9.14) is returned as stored.
     """
 
-    def __init__(self, obj):
+    def __init__(self, obj: PayloadCodec) -> None:
         for method in ("encode", "decode"):
             if not callable(getattr(obj, method, None)):
                 raise InvalidInputError("a codec needs encode() and decode() methods; {!r} has "
@@ -323,7 +348,7 @@ class Codec:
         self.obj = obj
         self.name = name
 
-    def encode(self, value):
+    def encode(self, value: Any) -> Any:
         """Return the stored form of the payload ``value``."""
         try:
             return self.obj.encode(value)
@@ -331,7 +356,7 @@ class Codec:
             raise CodecError("codec {} cannot encode {}: {}: {}".format(
                 self.name, _short(value), type(exc).__name__, exc), "codec") from exc
 
-    def decode(self, msg):
+    def decode(self, msg: message) -> None:
         """Decode ``msg.message`` in place if this codec encoded it; raise CodecError if it fails."""
         if msg.codec is None:
             return
@@ -346,6 +371,6 @@ class Codec:
                 self.name, msg.id, msg.queue, type(exc).__name__, exc), "codec") from exc
 
 
-def _short(value):
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

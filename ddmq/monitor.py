@@ -12,6 +12,12 @@ A figure that has no value (the age of the oldest waiting message of an
 empty queue) has no sample: an absent series, not a made-up 0.
 """
 
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Iterable, Mapping
+
 #: (figure, metric name, help text), in the order they are written.
 METRICS = (
     ("waiting", "ddmq_waiting_messages", "Messages waiting to be consumed."),
@@ -32,7 +38,7 @@ METRICS = (
 )
 
 
-def prometheus_text(records):
+def prometheus_text(records: Iterable[Mapping[str, object]]) -> str:
     """Return the exposition text of view's records ({"queue": name, figure: value, ...})."""
     lines = []
     for figure, metric, text in METRICS:

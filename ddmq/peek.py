@@ -21,19 +21,30 @@ and ``message`` None.  It takes a place among the ``n``, as it does in the
 serving order.
 """
 
+from __future__ import annotations
+
 from .message import from_file, locate, message
 from .names import READY_NAME, ready_sort_key
 from .protocol import read_ready, retry_stale
 from .scanner import best_ready_names
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
 
-def peek(queue_dir, queue, n):
+    from .names import ReadyKey
+
+
+def peek(queue_dir: str, queue: str, n: int) -> list[message]:
     """Return up to ``n`` waiting messages of ``queue`` (folder ``queue_dir``) in serving order."""
-    found, last, limit = [], None, n
+    found: list[message] = []
+    last: Optional[ReadyKey] = None
+    limit = n
     while True:
         names = retry_stale(best_ready_names, queue_dir, limit)
         for name in names:
             key = ready_sort_key(name)
+            assert key is not None   # best_ready_names gives waiting names only
             if last is not None and key <= last:
                 continue  # shown already, or passed over as taken
             last = key
@@ -49,10 +60,12 @@ def peek(queue_dir, queue, n):
         limit *= 2
 
 
-def _message(data, queue, name):
+def _message(data: bytes, queue: str, name: str) -> message:
     msg = from_file(data)
     if msg is None:
-        priority, number, msg_id = READY_NAME.match(name).groups()
+        match = READY_NAME.match(name)
+        assert match is not None   # a waiting name
+        priority, number, msg_id = match.groups()
         msg = message(queue=queue, id=msg_id, priority=int(priority), queue_number=number)
         msg.corrupt = True
     locate(msg, queue, name)

@@ -89,6 +89,8 @@ view, and the directories touched are fsynced after each move.  Without it,
 a power loss may lose recent publishes and moves, never a process crash.
 """
 
+from __future__ import annotations
+
 import errno
 import itertools
 import os
@@ -97,6 +99,17 @@ import time
 
 from . import fs, names
 from .errors import StorageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Callable, Container, Optional, Sequence, TypeVar
+
+    from typing_extensions import TypeVarTuple, Unpack   # typing's own from Python 3.11
+
+    from .fs import Checks
+
+    T = TypeVar("T")
+    Ts = TypeVarTuple("Ts")
 
 WORK_DIR = "work"
 TEMP_DIR = ".tmp"
@@ -117,12 +130,12 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK   # never follow, neve
 _LOST_RACE = frozenset({errno.ENOENT, errno.ESTALE})
 _STALE_RETRY_SECONDS = 2.0   # GlusterFS answered ESTALE for about 1 s after a replace
 
-_writer_prefix = None
+_writer_prefix: Optional[str] = None
 # next() of a count is atomic under the GIL: two threads never get one number.
 _writer_count = itertools.count(1)
 
 
-def retry_stale(func, *args):
+def retry_stale(func: Callable[[str, Unpack[Ts]], T], *args: Unpack[tuple[str, Unpack[Ts]]]) -> T:
     """Return ``func(path, ...)`` = ``func(*args)``, retrying a replaced name for up to 2 s.
 
     RACE: on a network filesystem a name that another client just replaced
@@ -149,7 +162,7 @@ def retry_stale(func, *args):
         delay = min(2 * delay, 0.25)
 
 
-def list_folder(path):
+def list_folder(path: str) -> list[str]:
     """Return the names in the folder ``path`` ([] if it is missing); StorageError if unreadable."""
     try:
         return retry_stale(os.listdir, path)
@@ -159,7 +172,7 @@ def list_folder(path):
         raise storage_error(exc, "list", path, [(path, "read")]) from None
 
 
-def lost_race(exc):
+def lost_race(exc: OSError) -> bool:
     """Return True if the OSError ``exc`` means another process took the file first."""
     return exc.errno in _LOST_RACE
 
@@ -167,7 +180,7 @@ def lost_race(exc):
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
 
 
-def storage_error(exc, action, path, checks=()):
+def storage_error(exc: OSError, action: str, path: str, checks: Checks = ()) -> StorageError:
     """Return a StorageError that says which action on which path the filesystem refused.
 
     A refused permission is a :class:`~ddmq.errors.PermissionDeniedError`
@@ -180,7 +193,7 @@ def storage_error(exc, action, path, checks=()):
     return StorageError("cannot {} {}: {}".format(action, path, exc.strerror or exc), "io")
 
 
-def _temp_name():
+def _temp_name() -> str:
     # Unique across hosts, processes and threads; a forked child makes its own prefix.
     global _writer_prefix
     if _writer_prefix is None:
@@ -191,7 +204,7 @@ def _temp_name():
     return "{}.{}".format(_writer_prefix, next(_writer_count))
 
 
-def _forget_writer_prefix():
+def _forget_writer_prefix() -> None:
     global _writer_prefix
     _writer_prefix = None
 
@@ -199,7 +212,7 @@ def _forget_writer_prefix():
 os.register_at_fork(after_in_child=_forget_writer_prefix)
 
 
-def _fsync_dir(path):
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -207,7 +220,7 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def _write_temp(queue_dir, data, fsync, umask):
+def _write_temp(queue_dir: str, data: bytes, fsync: bool, umask: Optional[int]) -> str:
     """Write ``data`` to a new private file in ``.tmp/`` and return its path."""
     temp_dir = queue_dir + "/" + TEMP_DIR
     path = temp_dir + "/" + _temp_name()
@@ -242,14 +255,15 @@ def _write_temp(queue_dir, data, fsync, umask):
     return path
 
 
-def _unlink_quietly(path):
+def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
         pass
 
 
-def publish(queue_dir, ready, data, fsync=False, umask=None):
+def publish(queue_dir: str, ready: str, data: bytes, fsync: bool = False,
+            umask: Optional[int] = None) -> None:
     """Make ``data`` visible as the waiting message ``ready``: WRITING -> READY.
 
     ``umask`` is the queue's ``umask`` setting (None: the process's own).
@@ -261,7 +275,8 @@ def publish(queue_dir, ready, data, fsync=False, umask=None):
         _fsync_dir(queue_dir)
 
 
-def _rename_into_view(temp, destination, action, folder, checks=()):
+def _rename_into_view(temp: str, destination: str, action: str, folder: str,
+                      checks: Checks = ()) -> None:
     """Rename our complete WRITING file ``temp`` to its unique ``destination``.
 
     On failure the temp file is removed and a StorageError raised (saying
@@ -279,7 +294,7 @@ def _rename_into_view(temp, destination, action, folder, checks=()):
             raise storage_error(exc, action, folder, checks) from None
 
 
-def mark_due(queue_dir, due, umask=None):
+def mark_due(queue_dir: str, due: float, umask: Optional[int] = None) -> None:
     """Make sure ``.due/`` holds the marker of the minute of epoch second ``due``.
 
     Markers are empty files named by the first second of a minute in which
@@ -301,7 +316,7 @@ def mark_due(queue_dir, due, umask=None):
         raise storage_error(exc, "mark a due time in", folder) from None
 
 
-def remove_due_marks(queue_dir, keep, older_than):
+def remove_due_marks(queue_dir: str, keep: Container[int], older_than: float) -> None:
     """Remove the markers of minutes ending before ``older_than`` that are not in ``keep``."""
     folder = queue_dir + "/" + DUE_DIR
     try:
@@ -313,7 +328,8 @@ def remove_due_marks(queue_dir, keep, older_than):
             _unlink_quietly(folder + "/" + mark)  # RACE: another cleaner removed it too
 
 
-def delay(queue_dir, delayed, data, fsync=False, umask=None):
+def delay(queue_dir: str, delayed: str, data: bytes, fsync: bool = False,
+          umask: Optional[int] = None) -> None:
     """Make ``data`` a delayed message named ``delayed``: WRITING -> DELAYED."""
     mark_due(queue_dir, int(delayed[:names.SECONDS_DIGITS]), umask)
     temp = _write_temp(queue_dir, data, fsync, umask)
@@ -336,7 +352,8 @@ def delay(queue_dir, delayed, data, fsync=False, umask=None):
         _fsync_dir(folder)
 
 
-def requeue_delayed(queue_dir, work, delayed, data, fsync=False, umask=None):
+def requeue_delayed(queue_dir: str, work: str, delayed: str, data: bytes, fsync: bool = False,
+                    umask: Optional[int] = None) -> None:
     """Put the owned claimed message ``work`` back as the delayed ``delayed``: CLAIMED -> DELAYED.
 
     Written first, removed second, as :func:`requeue`.
@@ -345,7 +362,8 @@ def requeue_delayed(queue_dir, work, delayed, data, fsync=False, umask=None):
     remove(queue_dir + "/" + WORK_DIR, work, fsync)
 
 
-def promote(queue_dir, delayed, lease, fsync=False, umask=None):
+def promote(queue_dir: str, delayed: str, lease: float, fsync: bool = False,
+            umask: Optional[int] = None) -> Optional[str]:
     """Make the due delayed message ``delayed`` waiting: DELAYED -> PROMOTING -> READY.
 
     Two renames, each to a name only this promoter chose: first, inside
@@ -357,12 +375,13 @@ def promote(queue_dir, delayed, lease, fsync=False, umask=None):
     ``lease``, promoted by anyone after that.
     """
     parsed = names.DELAYED_NAME.match(delayed)
+    assert parsed is not None   # the caller lists delayed/ through DELAYED_NAME
     folder = queue_dir + "/" + DELAYED_DIR
     mine = names.delayed_name(lease, parsed.group(2))
     mark_due(queue_dir, lease, umask)
     if not _move(folder + "/" + delayed, folder + "/" + mine, fsync):
         return None  # RACE: another consumer or cleaner promotes it
-    ready = names.ready_name(parsed.group(3), names.new_queue_number(), parsed.group(4))
+    ready = names.ready_name(int(parsed.group(3)), names.new_queue_number(), parsed.group(4))
     if not _move(folder + "/" + mine, queue_dir + "/" + ready, fsync):
         return None  # RACE: we were so slow that our lease expired and it was taken over
     return ready
@@ -371,12 +390,13 @@ def promote(queue_dir, delayed, lease, fsync=False, umask=None):
 # errno values of a link(2) that the filesystem (not the race) refuses: another
 # filesystem, no hard links (EPERM on some FUSE and SMB mounts, ENOTSUP), too
 # many links to one file.  Such a queue gets a copy of its own instead.
-_NO_LINK = frozenset(getattr(errno, name) for name in
+_NO_LINK: frozenset[int] = frozenset(getattr(errno, name) for name in
                      ("EXDEV", "EPERM", "ENOTSUP", "EOPNOTSUPP", "EMLINK", "ENOSYS", "EACCES")
                      if hasattr(errno, name))
 
 
-def publish_linked(targets, data, fsync=False):
+def publish_linked(targets: Sequence[tuple[str, str, Optional[int]]], data: bytes,
+                   fsync: bool = False) -> int:
     """Make ``data`` visible in several queues: each ``(queue_dir, ready, umask)`` of ``targets``.
 
     The file is written once, in the last target's ``.tmp/``, hard-linked
@@ -421,7 +441,7 @@ def publish_linked(targets, data, fsync=False):
     return copies
 
 
-def claim(queue_dir, ready, expiry, fsync=False):
+def claim(queue_dir: str, ready: str, expiry: float, fsync: bool = False) -> Optional[str]:
     """Claim the waiting message ``ready``: READY -> CLAIMED.
 
     Return the claimed file's name in ``work/``, or None if another process
@@ -432,18 +452,20 @@ def claim(queue_dir, ready, expiry, fsync=False):
                          "{}/{}/{}".format(queue_dir, WORK_DIR, work), fsync) else None
 
 
-def take_over(queue_dir, work, expiry, fsync=False):
+def take_over(queue_dir: str, work: str, expiry: float, fsync: bool = False) -> Optional[str]:
     """Give the claimed message ``work`` a new lease: CLAIMED -> CLAIMED.
 
     Return the new name, or None if another process took it first (acked,
     requeued or took it over).  Whoever gets the new name owns the message.
     """
-    new = names.work_name(names.new_lease(expiry), names.parse_work_name(work)[1])
+    parsed = names.parse_work_name(work)
+    assert parsed is not None   # callers pass work names (the broker checks those it is given)
+    new = names.work_name(names.new_lease(expiry), parsed[1])
     work_dir = os.path.join(queue_dir, WORK_DIR)
     return new if _move(os.path.join(work_dir, work), os.path.join(work_dir, new), fsync) else None
 
 
-def _move(source, destination, fsync):
+def _move(source: str, destination: str, fsync: bool) -> bool:
     """Rename ``source`` to our own unique ``destination``; False if we lost the race."""
     try:
         os.rename(source, destination)
@@ -464,7 +486,7 @@ def _move(source, destination, fsync):
     return True
 
 
-def read_claimed(queue_dir, work):
+def read_claimed(queue_dir: str, work: str) -> bytes:
     """Return the bytes of the claimed message ``work``; raise FileNotFoundError if it is gone.
 
     A foreign entry with a message's name that is not a regular file (folder,
@@ -474,7 +496,7 @@ def read_claimed(queue_dir, work):
     return _read("{}/{}/{}".format(queue_dir, WORK_DIR, work), "claimed")
 
 
-def read_ready(queue_dir, ready):
+def read_ready(queue_dir: str, ready: str) -> bytes:
     """Return the bytes of the waiting message ``ready``, read in place: READY stays READY.
 
     Raises FileNotFoundError if it is gone.  RACE: a consumer may claim it
@@ -487,7 +509,7 @@ def read_ready(queue_dir, ready):
     return _read(queue_dir + "/" + ready, "waiting")
 
 
-def _read(path, state):
+def _read(path: str, state: str) -> bytes:
     """Return the bytes of the message file at ``path`` (a ``state`` message, for errors)."""
     try:
         fd = os.open(path, _READ_FLAGS)
@@ -515,18 +537,19 @@ def _read(path, state):
         raise storage_error(exc, "read", path, [(path, "read")]) from None
 
 
-def release(queue_dir, work, fsync=False):
+def release(queue_dir: str, work: str, fsync: bool = False) -> bool:
     """Give back the owned claimed message ``work`` unread: CLAIMED -> READY, under its old name.
 
     For a claimant that may not read the file: the message waits again as
     if never claimed.  Only the owner of a message renames to its ready
     name, so the target is still ours alone.  False if it was taken meanwhile.
     """
-    return _move("{}/{}/{}".format(queue_dir, WORK_DIR, work),
-                 queue_dir + "/" + names.parse_work_name(work)[1], fsync)
+    parsed = names.parse_work_name(work)
+    assert parsed is not None   # a work name the caller owns
+    return _move("{}/{}/{}".format(queue_dir, WORK_DIR, work), queue_dir + "/" + parsed[1], fsync)
 
 
-def take_back(queue_dir, owned, work, fsync=False):
+def take_back(queue_dir: str, owned: str, work: str, fsync: bool = False) -> bool:
     """Rename the owned claimed message ``owned`` back to ``work``, its name before we took it.
 
     CLAIMED -> CLAIMED: undoes a take-over whose requeue was refused, so the
@@ -537,7 +560,7 @@ def take_back(queue_dir, owned, work, fsync=False):
     return _move(work_dir + "/" + owned, work_dir + "/" + work, fsync)
 
 
-def remove(directory, name, fsync=False):
+def remove(directory: str, name: str, fsync: bool = False) -> bool:
     """Unlink a message file: CLAIMED or READY -> gone.  False if it was already gone."""
     path = directory + "/" + name
     try:
@@ -551,7 +574,8 @@ def remove(directory, name, fsync=False):
     return True
 
 
-def requeue(queue_dir, work, ready, data, fsync=False, umask=None):
+def requeue(queue_dir: str, work: str, ready: str, data: bytes, fsync: bool = False,
+            umask: Optional[int] = None) -> None:
     """Put the owned claimed message ``work`` back as ``ready`` with new contents.
 
     CLAIMED -> READY: the new file is published first and the claimed file
@@ -561,7 +585,8 @@ def requeue(queue_dir, work, ready, data, fsync=False, umask=None):
     remove(os.path.join(queue_dir, WORK_DIR), work, fsync)
 
 
-def move(queue_dir, work, target_dir, ready, data, fsync=False, umask=None):
+def move(queue_dir: str, work: str, target_dir: str, ready: str, data: bytes,
+         fsync: bool = False, umask: Optional[int] = None) -> None:
     """Move the owned claimed message ``work`` to another queue as ``ready`` with new contents.
 
     CLAIMED -> READY of the queue at ``target_dir`` (a dead-letter move, a
@@ -573,7 +598,8 @@ def move(queue_dir, work, target_dir, ready, data, fsync=False, umask=None):
     remove(queue_dir + "/" + WORK_DIR, work, fsync)
 
 
-def quarantine(queue_dir, work, fsync=False, umask=None):
+def quarantine(queue_dir: str, work: str, fsync: bool = False,
+               umask: Optional[int] = None) -> str:
     """Move the owned, unreadable claimed message ``work`` aside: CLAIMED -> CORRUPT."""
     target_dir = os.path.join(queue_dir, QUARANTINE_DIR)
     source = os.path.join(queue_dir, WORK_DIR, work)
@@ -592,7 +618,7 @@ def quarantine(queue_dir, work, fsync=False, umask=None):
     return os.path.join(target_dir, work)
 
 
-def _make_dir(path, umask=None):
+def _make_dir(path: str, umask: Optional[int] = None) -> None:
     """Create the folder ``path`` (not its parents); another process may have made it first."""
     try:
         fs.make_dir(path, umask)
@@ -600,7 +626,7 @@ def _make_dir(path, umask=None):
         pass  # RACE: made by another process at the same moment
 
 
-def remove_stale_temp_files(queue_dir, older_than):
+def remove_stale_temp_files(queue_dir: str, older_than: float) -> int:
     """Remove WRITING files last modified before epoch time ``older_than`` (dead writers')."""
     temp_dir = os.path.join(queue_dir, TEMP_DIR)
     removed = 0

@@ -12,17 +12,25 @@ that changes with every consume, is used under :attr:`Queue.lock`, so the
 threads of one process share its candidates instead of racing for them.
 """
 
+from __future__ import annotations
+
 from _thread import allocate_lock  # not threading: its import costs every command ~1 ms
 
 from . import fs, protocol
 from .delayed import DelayedIndex
 from .scanner import ReadyScanner
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
+
+    from .settings import Settings
+
 
 class Queue:
     """The state one broker keeps about one queue (name checked by the caller)."""
 
-    def __init__(self, root, name, settings):
+    def __init__(self, root: str, name: str, settings: Settings) -> None:
         self.name = name
         # Hot paths join "<dir>/<name>" (names never hold a separator).
         self.dir = root + "/" + name
@@ -34,16 +42,16 @@ class Queue:
         #: The queue's ``umask`` setting as an int, None if unset: what protocol's creators take.
         self.umask = fs.parse_umask(settings["umask"])
         #: Epoch time this queue was last cleaned, as far as this process knows.
-        self.last_cleaned = settings["cleaned"]
+        self.last_cleaned: float = settings["cleaned"]
         #: Held while a thread uses the scanner (claims and reads are done outside it).
         self.lock = allocate_lock()
-        self._scanner = None
+        self._scanner: Optional[ReadyScanner] = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Queue({!r}, {!r})".format(self.name, self.dir)
 
     @property
-    def scanner(self):
+    def scanner(self) -> ReadyScanner:
         """The :class:`~ddmq.scanner.ReadyScanner` of this queue, made on first use."""
         if self._scanner is None:
             with self.lock:
@@ -51,13 +59,13 @@ class Queue:
                     self._scanner = ReadyScanner(self.dir)
         return self._scanner
 
-    def offer(self, ready):
+    def offer(self, ready: str) -> None:
         """Tell this process's consumer about a message it just made ready (if it has one)."""
         if self._scanner is not None:
             with self.lock:
                 self._scanner.add(ready)
 
-    def reload(self, settings):
+    def reload(self, settings: Settings) -> None:
         """Take freshly merged ``settings``, keeping the scanner and the cleaning state."""
         self.settings = settings
         self.umask = fs.parse_umask(settings["umask"])

@@ -9,6 +9,15 @@ argument, then the message's own field, then the queue's setting) is in
 one place and testable on its own.
 """
 
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
+
+    from .message import message
+    from .settings import Settings
+
 REQUEUE = "requeue"
 DEAD_LETTER = "dead_letter"
 DROP = "drop"
@@ -23,23 +32,24 @@ class Decision:
 
     __slots__ = ("action", "priority", "delay", "queue", "reason")
 
-    def __init__(self, action, priority=None, delay=0, queue=None, reason=None):
+    def __init__(self, action: str, priority: Optional[int] = None, delay: float = 0,
+                 queue: Optional[str] = None, reason: Optional[str] = None) -> None:
         self.action = action
         self.priority = priority
         self.delay = delay
         self.queue = queue
         self.reason = reason
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Decision({})".format(", ".join(
             "{}={!r}".format(key, getattr(self, key)) for key in self.__slots__))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Decision) and all(
             getattr(self, key) == getattr(other, key) for key in self.__slots__)
 
 
-def retry_delay(msg, conf):
+def retry_delay(msg: message, conf: Settings) -> float:
     """Return the seconds to wait before serving ``msg`` again after its next requeue.
 
     ``requeue_delay`` for the first requeue, ``requeue_backoff`` times
@@ -48,14 +58,16 @@ def retry_delay(msg, conf):
     base = conf["requeue_delay"]
     if not base:
         return 0
+    cap: float = conf["requeue_delay_max"]
     try:
-        delay = base * conf["requeue_backoff"] ** msg.requeue_counter
+        delay: float = base * conf["requeue_backoff"] ** msg.requeue_counter
     except OverflowError:
-        delay = conf["requeue_delay_max"]
-    return min(delay, conf["requeue_delay_max"])
+        delay = cap
+    return min(delay, cap)
 
 
-def decide(msg, conf, forced=None, queue=None, delay=None):
+def decide(msg: message, conf: Settings, forced: Optional[bool] = None,
+           queue: Optional[str] = None, delay: Optional[float] = None) -> Decision:
     """Return the :class:`Decision` for the owned, not acked message ``msg`` of ``queue``.
 
     ``conf`` is the queue's merged settings.  ``forced`` True requeues
@@ -71,7 +83,7 @@ def decide(msg, conf, forced=None, queue=None, delay=None):
     limit = msg.requeue_limit if msg.requeue_limit is not None else conf["requeue_limit"]
     if forced is None:
         wanted = msg.requeue if msg.requeue is not None else conf["requeue"]
-        requeue = wanted and (limit is None or msg.requeue_counter < limit)
+        requeue = wanted and (limit is None or _requeue_counter(msg) < limit)
         why = "requeue limit {} reached".format(limit) if wanted else "requeue is off"
     else:
         requeue, why = forced, "nacked without requeue"
@@ -83,3 +95,9 @@ def decide(msg, conf, forced=None, queue=None, delay=None):
     if target is not None and target != queue:
         return Decision(DEAD_LETTER, queue=target, reason=why)
     return Decision(DROP)
+
+
+def _requeue_counter(msg: message) -> int:
+    counter = msg.requeue_counter
+    assert counter is not None   # json2msg gives every message read from a file a count
+    return counter

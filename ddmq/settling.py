@@ -9,6 +9,8 @@ delete it, requeue it delayed (its retry delay, :mod:`ddmq.delayed`) or
 requeue it waiting under a fresh queue number.
 """
 
+from __future__ import annotations
+
 import math
 
 from . import history, names, protocol, settle as decision_rules
@@ -16,10 +18,19 @@ from .errors import PermissionDeniedError
 from .log import log
 from .message import to_file
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional
+
+    from .broker import broker
+    from .message import message
+    from .queue import Queue
+
 TAKE_OVER_GRACE = 60       # seconds a cleaner or nacker holds a message while requeuing it
 
 
-def settle(b, q, work, requeue, reason=None, delay=None):
+def settle(b: broker, q: Queue, work: str, requeue: Optional[bool], reason: Optional[str] = None,
+           delay: Optional[float] = None) -> bool:
     """Take over the claimed message ``work`` of the Queue ``q`` (broker ``b``) and settle it.
 
     ``requeue`` True or False forces the choice; None follows the
@@ -33,11 +44,13 @@ def settle(b, q, work, requeue, reason=None, delay=None):
                                conf["fsync"])
     if owned is None:
         return False
-    msg = b._read_owned(q, owned)
+    msg: Optional[message] = b._read_owned(q, owned)
     if msg is None:
         return True  # quarantined: nothing left to requeue
     timeout = msg.timeout if msg.timeout is not None else conf["message_timeout"]
-    history.ended(msg, names.parse_work_name(work)[0], timeout, b.clock(), reason)
+    parsed = names.parse_work_name(work)
+    assert parsed is not None   # the broker checks the work names it is given
+    history.ended(msg, parsed[0], timeout, b.clock(), reason)
     decision = decision_rules.decide(msg, conf, requeue, q.name, delay)
     if decision.action == decision_rules.DEAD_LETTER:
         from . import deadletter  # not at the top: start-up time of plain commands
@@ -48,10 +61,13 @@ def settle(b, q, work, requeue, reason=None, delay=None):
         log.info("Deleting %s/%s (not requeued)", q.name, work)
         protocol.remove(q.work_dir, owned, conf["fsync"])
         return True
-    msg.requeue_counter += 1
-    msg.priority = decision.priority
+    counter, priority = msg.requeue_counter, decision.priority
+    # A message read from its file has a count and an id; a REQUEUE decision, a priority.
+    assert counter is not None and msg.id is not None and priority is not None
+    msg.requeue_counter = counter + 1
+    msg.priority = priority
     msg.queue_number = names.new_queue_number()
-    ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
+    ready = names.ready_name(priority, msg.queue_number, msg.id)
     if decision.delay:
         msg.not_before = min(b.clock() + decision.delay, names.LAST_SECOND)
         due = math.ceil(msg.not_before)

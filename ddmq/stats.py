@@ -44,12 +44,37 @@ keeps a count of a million names within about twice the time of listing
 them.
 """
 
+from __future__ import annotations
+
 import os
 import re
 
 from . import protocol
 
-DELAYED_DIR = getattr(protocol, "DELAYED_DIR", "delayed")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Optional, TypedDict
+
+    from typing_extensions import NotRequired   # typing's own from Python 3.11
+
+    from .settings import Settings
+
+    class Figures(TypedDict):
+        """The figures of one queue (see above); None where a figure has no value."""
+
+        waiting: int
+        in_flight: int
+        expired: int
+        work: int
+        delayed: int
+        quarantined: int
+        dead_lettered: int
+        oldest_waiting_age: Optional[int]
+        oldest_claim_age: Optional[int]
+        oldest_lease_expiry: Optional[int]
+        published_since: NotRequired[int]   # with since= only
+
+DELAYED_DIR: str = getattr(protocol, "DELAYED_DIR", "delayed")
 
 #: The figures of one queue, in the order they are shown.
 FIELDS = ("waiting", "in_flight", "expired", "work", "delayed", "quarantined", "dead_lettered",
@@ -62,7 +87,7 @@ _READY_SECONDS = re.compile(r"^[0-9]+\.([0-9]{10})[0-9]*\.ddmq[A-Za-z0-9]+$", re
 _WORK_LEASE = re.compile(r"^([0-9]{10})[0-9]*\.[0-9]+\.[0-9]+\.ddmq[A-Za-z0-9]+$", re.M).findall
 
 
-def _listdir(path):
+def _listdir(path: str) -> list[str]:
     try:
         return protocol.retry_stale(os.listdir, path)
     except (FileNotFoundError, NotADirectoryError):
@@ -71,7 +96,7 @@ def _listdir(path):
         raise protocol.storage_error(exc, "list", path) from None
 
 
-def _joined(path):
+def _joined(path: str) -> str:
     """Return the names in folder ``path``, one per line (a foreign name holding a newline is left out)."""
     listing = _listdir(path)
     text = "\n".join(listing)
@@ -81,12 +106,13 @@ def _joined(path):
     return text
 
 
-def waiting_seconds(queue_dir):
+def waiting_seconds(queue_dir: str) -> list[str]:
     """Return the epoch seconds (10-digit strings) of the waiting messages' queue numbers."""
     return _READY_SECONDS(_joined(queue_dir))
 
 
-def queue_stats(queue_dir, settings, now, dead_letter_dir=None, since=None):
+def queue_stats(queue_dir: str, settings: Settings, now: float, dead_letter_dir: Optional[str] = None,
+                since: Optional[float] = None) -> Figures:
     """Return the figures of the queue in ``queue_dir`` (see above) as a dict.
 
     ``settings`` are the queue's merged settings (``message_timeout`` and
@@ -107,7 +133,7 @@ def queue_stats(queue_dir, settings, now, dead_letter_dir=None, since=None):
     oldest_ready = min(ready) if ready else None
     oldest_lease = int(min(leases)) if leases else None
     timeout = settings.get("message_timeout") or 0
-    figures = {
+    figures: Figures = {
         "waiting": len(ready),
         "in_flight": len(leases) - expired,
         "expired": expired,
@@ -129,7 +155,7 @@ _WORK_NUMBER = re.compile(r"^[0-9]+\.[0-9]+\.([0-9]+)\.ddmq[A-Za-z0-9]+$", re.M)
 _READY_NUMBER = re.compile(r"^[0-9]+\.([0-9]+)\.ddmq[A-Za-z0-9]+$", re.M).findall
 
 
-def _published_since(ready_text, work_text, since):
+def _published_since(ready_text: str, work_text: str, since: float) -> int:
     """Count the messages, waiting or claimed, with a queue number later than epoch ``since``."""
     numbers = _READY_NUMBER(ready_text) + _WORK_NUMBER(work_text)
     # A queue number is its time's digits without the point: seconds first, 10 digits.

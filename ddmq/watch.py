@@ -21,9 +21,19 @@ Ctrl-C leaves as it found it.  Otherwise (a pipe, a file) or with
 ``{"time": epoch, "queues": {name: figures}}``.
 """
 
+from __future__ import annotations
+
 import json
 import sys
 import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Callable, Iterable, Optional
+
+    from .broker import broker
+    from .cli import Output
+    from .stats import Figures
 
 RATE_COLUMNS = (("publish_rate", "publish/s"), ("ack_rate", "ack/s"), ("eta", "empty_in"))
 
@@ -33,7 +43,8 @@ _HOME = "\x1b[H"
 _CLEAR_BELOW = "\x1b[J"
 
 
-def rates(before, after, seconds):
+def rates(before: Optional[Figures], after: Figures,
+          seconds: float) -> tuple[Optional[float], Optional[float], Optional[float]]:
     """Return (publish_rate, ack_rate, eta) of one queue between two figures ``seconds`` apart."""
     if before is None or seconds <= 0:
         return None, None, None
@@ -47,22 +58,23 @@ def rates(before, after, seconds):
     return round(publish_rate, 2), round(ack_rate, 2), eta
 
 
-def run(b, queues, interval, fmt):
+def run(b: broker, queues: Callable[[], Iterable[str]], interval: float, fmt: str) -> Output:
     """Refresh the figures of ``queues()`` every ``interval`` s until Ctrl-C; return an Output."""
     from .cli import Output, VIEW_COLUMNS, _render_table
     from .errors import QueueNotFoundError
 
     on_terminal = fmt == "table" and sys.stdout.isatty()
-    previous, last = {}, None
+    previous: dict[str, Figures] = {}
+    last: Optional[float] = None
     if on_terminal:
         sys.stdout.write(_ENTER)
     try:
         while True:
-            now = b.clock()
-            records = []
+            now: float = b.clock()
+            records: list[dict[str, object]] = []
             for queue in queues():
                 try:
-                    figures = b._stats(queue, since=last)
+                    figures: Figures = b._stats(queue, since=last)
                 except QueueNotFoundError:
                     continue  # deleted since it was listed: gone from the next refresh
                 if last is None:

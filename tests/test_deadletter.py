@@ -173,6 +173,29 @@ def test_a_damaged_dead_letter_field_is_quarantined(dl):
     assert os.listdir(os.path.join(dl.root, "q", ".quarantine"))
 
 
+@pytest.mark.parametrize("priority", ["../../escaped", None, "high"])
+@pytest.mark.parametrize("to", ["q", None])
+def test_redrive_names_a_message_by_the_priority_of_its_name_not_of_a_damaged_field(dl, priority,
+                                                                                     to):
+    # A message is served by its name; its file's priority field is never checked, so a
+    # redrive must not build a name (a path) from it.  to=None: the message has no source
+    # queue, so it is put back into the dead-letter queue under a fresh name.
+    dl.create_queue("dlq")
+    sent = dl.publish("dlq", "x", priority=5)
+    path = os.path.join(dl.root, sent.filename)
+    fields = read_json(path)
+    fields["priority"] = priority
+    with open(path, "w") as handle:
+        json.dump(fields, handle)
+    moved = dl.redrive("dlq", to=to)
+    assert [m.priority for m in moved] == ([5] if to else [])
+    assert os.listdir(os.path.dirname(dl.root)) == [os.path.basename(dl.root)]
+    waiting, claimed = dl.get_message_list(to or "dlq")
+    assert [name.split(".")[0] for name in waiting] == ["5"] and claimed == []
+    served = dl.consume(to or "dlq")
+    assert (served.message, served.priority, served.id) == ("x", 5, sent.id)
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "ddmq"] + list(args), capture_output=True,
                           text=True, timeout=60)
