@@ -325,14 +325,17 @@ class CommandWorker:
             if self.idle_exit is not None:
                 left = self.idle_exit - (now - self._last_activity)
                 wait = min(wait, left) if left > 0 else None
+        msgs: list[Message] = []
         try:
-            msgs = self.broker.consume(self.queue, n=free, wait=wait)
+            if free == 1:  # n=1 answers a message or None, not a list
+                msg = self.broker.consume(self.queue, wait=wait)
+                if msg is not None:
+                    msgs = [msg]
+            else:
+                msgs = self.broker.consume(self.queue, n=free, wait=wait)
         except StorageError as exc:
             log.warning("Could not claim from %s: %s", self.queue, exc)
-            msgs = []
             time.sleep(self._poll_cap if not self.running else 0)
-        if free == 1:
-            msgs = [] if msgs is None else [msgs]
         if not msgs:
             self._backoff = min(2 * self._backoff, self._poll_cap)
             self._next_claim = time.monotonic() + self._backoff

@@ -248,6 +248,33 @@ def test_usage_errors(b, root, argv):
     assert snapshot(root) == before
 
 
+def test_a_claim_the_filesystem_refuses_is_retried_and_the_worker_goes_on(b, root, out,
+                                                                         tmp_path):
+    msg = b.publish("q", "x")
+    queue = os.path.join(root, "q")
+    # A waiting name of 255 characters: its claimed name would be longer, so
+    # every claim of it fails with ENAMETOOLONG, a StorageError (with one job
+    # free, this once crashed the worker instead of being retried).
+    name, = (entry for entry in os.listdir(queue) if entry.endswith(msg.id))
+    refused = name.replace("ddmq", "ddmq" + "f" * (255 - len(name)))
+    os.rename(os.path.join(queue, name), os.path.join(queue, refused))
+    log = tmp_path / "stderr"
+    with open(log, "w") as stderr:
+        worker = subprocess.Popen(worker_argv(root, "-v", "--max-messages", 1,
+                                              command=RECORD + [out]), stderr=stderr)
+    try:
+        wait_for(lambda: "Could not claim from q" in log.read_text(), timeout=30,
+                 what="a refused claim")
+        os.rename(os.path.join(queue, refused), os.path.join(queue, name))
+        assert worker.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert outputs(out) == {(msg.id, 1): "2:x"}
+    assert b.get_message_list("q") == ([], [])
+
+
 def test_joblog_and_task_timeout(b, root, tmp_path):
     ok, bad, slow = b.publish_many("q", ["0", "3", "30"])
     b.update_settings_file("q", {"requeue": False})         # failures are dropped here
