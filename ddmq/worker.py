@@ -43,7 +43,7 @@ from .errors import CommandError, DdmqError, InvalidInputError, LeaseLostError, 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
     from types import FrameType
-    from typing import Any, Callable, Literal, Sequence, TextIO, TypedDict
+    from typing import Callable, Literal, Sequence, TextIO, TypedDict
 
     from typing_extensions import Unpack
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-u
     from .message import message as Message
 
     #: What a signal handler may be, as signal.signal takes and returns it.
-    SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+    SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
     #: The kinds of event a CommandWorker reports to its ``on_event``.
     EventKind = Literal["done", "failed", "interrupted", "lost", "lease_lost", "stopping",
                         "tick"]
