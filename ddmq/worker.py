@@ -164,11 +164,12 @@ class CommandWorker:
     """Run ``command`` (an argv list) once for each message of ``queue``.
 
     In the arguments after the first, ``{}`` is replaced by the message text
-    (a text that is not a string is passed as JSON); with no ``{}`` the text
-    is the command's standard input.  ``jobs`` commands run at once.  The
-    worker stops after ``max_messages`` messages, once the queue has had
-    nothing to claim for ``idle_exit`` seconds with nothing running, or on
-    SIGTERM/SIGINT/SIGHUP; without any, it waits for messages forever.
+    (bytes as they are, a text that is neither bytes nor a string as JSON);
+    with no ``{}`` the text is the command's standard input.  ``jobs``
+    commands run at once.  The worker stops after ``max_messages`` messages,
+    once the queue has had nothing to claim for ``idle_exit`` seconds with
+    nothing running, or on SIGTERM/SIGINT/SIGHUP; without any, it waits for
+    messages forever.
     ``task_timeout`` seconds after its start a command is sent SIGTERM (and
     SIGKILL :data:`KILL_DELAY` s later) and its message nacked.  ``grace``
     is the shutdown grace period (see the module docstring).  ``joblog`` is
@@ -358,7 +359,11 @@ class CommandWorker:
 
     def _start(self, msg: Message) -> None:
         """Start the command for the claimed ``msg``; nack it if that is impossible."""
-        text = msg.message if isinstance(msg.message, str) else json.dumps(msg.message)
+        payload = msg.message
+        if isinstance(payload, bytes):
+            text = os.fsdecode(payload)  # spawn encodes an argument back to these very bytes
+        else:
+            text = payload if isinstance(payload, str) else json.dumps(payload)
         delivery = (msg.requeue_counter or 0) + 1
         env = dict(self._env, DDMQ_MESSAGE_ID=str(msg.id), DDMQ_WORK_FILE=msg.filename,
                    DDMQ_DELIVERY=str(delivery))
@@ -370,7 +375,10 @@ class CommandWorker:
         else:
             argv = self.command
             stdin_r, stdin_w = os.pipe()
-            data = text.encode("utf-8", "surrogateescape")
+            if isinstance(payload, bytes):
+                data = payload
+            else:
+                data = text.encode("utf-8", "surrogateescape")
         err_r, err_w = os.pipe()
         actions = [(os.POSIX_SPAWN_DUP2, self._devnull if stdin_r is None else stdin_r, 0),
                    (os.POSIX_SPAWN_DUP2, err_w, 2)]

@@ -125,6 +125,23 @@ def test_without_placeholder_the_text_is_the_standard_input(b, root, out):
     assert outputs(out) == {(msg.id, 1): msg.message for msg in msgs}
 
 
+@pytest.mark.parametrize("placeholder", [True, False])
+def test_a_bytes_payload_reaches_the_command_byte_for_byte(b, root, out, placeholder):
+    # Not UTF-8, and (as an argument) no NUL byte: an argument cannot hold one.
+    payloads = [b"caf\xe9 \xff\xfe\x80 {}\n", b"plain ascii"]
+    if not placeholder:
+        payloads += [b"\x00" + bytes(range(256)), b""]
+    msgs = [b.publish("q", payload) for payload in payloads]
+    write = 'printf "%s" "$2" > "$1/$DDMQ_MESSAGE_ID"' if placeholder else \
+        'cat > "$1/$DDMQ_MESSAGE_ID"'
+    done = work(root, "--max-messages", len(msgs),
+                command=["sh", "-c", write, "sh", out] + (["{}"] if placeholder else []))
+    assert done.returncode == 0, done.stderr
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == \
+        {msg.id: payload for msg, payload in zip(msgs, payloads)}
+    assert b.get_message_list("q") == ([], [])
+
+
 WORKER_KEYS = {"DDMQ_ROOT", "DDMQ_QUEUE", "DDMQ_MESSAGE_ID", "DDMQ_WORK_FILE", "DDMQ_DELIVERY"}
 
 
