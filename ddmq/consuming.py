@@ -38,17 +38,45 @@ consumed it; inside ``processing`` or ``func`` do not settle or touch it
 yourself (the heartbeat renames it; the end of the block settles it).
 """
 
+from __future__ import annotations
+
 import threading
 import time
 
 from .errors import DdmqError, InvalidInputError, LeaseLostError
 from .lease import Renewer
+from .log import log
 from .wait import FOREVER, STOP_LATENCY, check_wait
 
-ACKED, NACKED, LOST = "acked", "nacked", "lost"
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from types import TracebackType
+    from typing import Callable, Final, Iterator, Literal, TypedDict
+
+    from .broker import broker as Broker
+    from .lease import Lease
+    from .message import message as Message
+    from .wait import StopEvent
+
+    #: What ``work`` runs for each message; what it returns is ignored, raising nacks.
+    Handler = Callable[[Message], object]
+    #: How the handling of one message ended.
+    Outcome = Literal["acked", "nacked", "lost"]
+
+    class WorkCounts(TypedDict):
+        """What ``work`` returns: how many messages ended each way."""
+
+        acked: int
+        nacked: int
+        lost: int
+
+ACKED: Final = "acked"
+NACKED: Final = "nacked"
+LOST: Final = "lost"
 
 
-def messages(broker, queue, wait=None, max_messages=None, stop=None):
+def messages(broker: Broker, queue: str, wait: float | None = None,
+             max_messages: int | None = None, stop: StopEvent | None = None) -> Iterator[Message]:
     """Return an iterator over messages consumed from ``queue``; see broker.messages."""
     wait = check_wait(wait)
     _check_count("max_messages", max_messages)
@@ -56,7 +84,8 @@ def messages(broker, queue, wait=None, max_messages=None, stop=None):
     return _iterate(broker, queue, wait, max_messages, stop)
 
 
-def _iterate(broker, queue, wait, max_messages, stop):
+def _iterate(broker: Broker, queue: str, wait: float | None, max_messages: int | None,
+             stop: StopEvent | None) -> Iterator[Message]:
     taken = 0
     while max_messages is None or taken < max_messages:
         msg = broker.consume(queue, wait=wait, stop=stop)
@@ -77,26 +106,28 @@ class Processing:
     twice.  A block that raised has its exception re-raised after the nack.
     """
 
-    def __init__(self, broker, queue, wait=None, heartbeat=True, stop=None):
+    def __init__(self, broker: Broker, queue: str, wait: float | None = None,
+                 heartbeat: bool = True, stop: StopEvent | None = None) -> None:
         self.broker = broker
         self.queue = queue
         self.wait = check_wait(wait)
         broker.get_settings(queue)
         self.heartbeat = heartbeat
         self.stop = stop
-        self.msg = None
-        self.outcome = None
-        self._renewer = None
-        self._lease = None
+        self.msg: Message | None = None
+        self.outcome: Outcome | None = None
+        self._renewer: Renewer | None = None
+        self._lease: Lease | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Message | None:
         self.msg = self.broker.consume(self.queue, wait=self.wait, stop=self.stop)
         if self.msg is not None and self.heartbeat:
             self._renewer = Renewer()
             self._lease = self._renewer.hold(self.broker, self.msg)
         return self.msg
 
-    def __exit__(self, kind, exc, traceback):
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> Literal[False]:
         if self.msg is None:
             return False
         try:
@@ -111,22 +142,26 @@ class Processing:
         return False
 
 
-def settle(broker, msg, ok, renewer=None, lease=None):
+def settle(broker: Broker, msg: Message, ok: bool, renewer: Renewer | None = None,
+           lease: Lease | None = None) -> Outcome:
     """End the lease renewals of ``msg``, then ack it (``ok``) or nack it; return the outcome.
 
     The outcome is ACKED, NACKED or LOST (the renewals lost the lease, or
     the message was gone when settled).
     """
-    if lease is not None and not renewer.release(lease):
-        return LOST
+    if lease is not None:
+        assert renewer is not None, "a lease comes from its renewer"
+        if not renewer.release(lease):
+            return LOST
     done = broker.ack(msg) if ok else broker.nack(msg)
     if not done:
         return LOST
     return ACKED if ok else NACKED
 
 
-def work(broker, queue, func, jobs=1, max_messages=None, idle_exit=None, heartbeat=True,
-         stop=None):
+def work(broker: Broker, queue: str, func: Handler, jobs: int = 1,
+         max_messages: int | None = None, idle_exit: float | None = None, heartbeat: bool = True,
+         stop: StopEvent | None = None) -> WorkCounts:
     """Run ``func(msg)`` for the messages of ``queue``; see broker.work.  Return the counts."""
     if not callable(func):
         raise InvalidInputError("func must be callable, not {!r}".format(func), "invalid")
@@ -143,7 +178,9 @@ def work(broker, queue, func, jobs=1, max_messages=None, idle_exit=None, heartbe
 class _Pool:
     """The threads of one :func:`work` call and what they share."""
 
-    def __init__(self, broker, queue, func, jobs, max_messages, idle_exit, heartbeat, stop):
+    def __init__(self, broker: Broker, queue: str, func: Handler, jobs: int,
+                 max_messages: int | None, idle_exit: float | None, heartbeat: bool,
+                 stop: StopEvent | None) -> None:
         self.broker = broker
         self.queue = queue
         self.func = func
@@ -152,16 +189,16 @@ class _Pool:
         self.idle_exit = idle_exit
         self.renewer = Renewer() if heartbeat else None
         self.ended = threading.Event()      # set when the pool itself decides to end
-        self.halt = self.ended if stop is None else _Either(self.ended, stop)
+        self.halt: StopEvent = self.ended if stop is None else _Either(self.ended, stop)
         self.lock = threading.Lock()
-        self.counts = {ACKED: 0, NACKED: 0, LOST: 0}
+        self.counts: WorkCounts = {ACKED: 0, NACKED: 0, LOST: 0}
         self.taken = 0          # messages claimed
         self.pending = 0        # consumes in progress (each may claim one)
         self.running = 0        # funcs running
         self.last_busy = time.monotonic()
-        self.error = None       # the first exception that ended a thread
+        self.error: BaseException | None = None  # the first exception that ended a thread
 
-    def run(self):
+    def run(self) -> WorkCounts:
         try:
             if self.jobs == 1:
                 self._guarded()  # in the caller's thread: Ctrl-C reaches func, which is nacked
@@ -183,9 +220,9 @@ class _Pool:
                 self.renewer.close()
         if self.error is not None:
             raise self.error
-        return dict(self.counts)
+        return self.counts.copy()
 
-    def _guarded(self):
+    def _guarded(self) -> None:
         try:
             self._loop()
         except BaseException as exc:
@@ -194,7 +231,7 @@ class _Pool:
                     self.error = exc
             self.ended.set()
 
-    def _loop(self):
+    def _loop(self) -> None:
         while not self.halt.is_set() and self._reserve():
             try:
                 msg = self.broker.consume(self.queue, wait=self._wait_time(), stop=self.halt)
@@ -217,7 +254,7 @@ class _Pool:
                     self.running -= 1
                     self.last_busy = time.monotonic()
 
-    def _reserve(self):
+    def _reserve(self) -> bool:
         """Count a consume about to start; False once max_messages are claimed or claiming."""
         with self.lock:
             if self.max_messages is not None and self.taken + self.pending >= self.max_messages:
@@ -225,7 +262,7 @@ class _Pool:
             self.pending += 1
             return True
 
-    def _wait_time(self):
+    def _wait_time(self) -> float:
         if self.idle_exit is None:
             return FOREVER
         with self.lock:
@@ -233,16 +270,16 @@ class _Pool:
                 return self.idle_exit
             return max(0.0, self.last_busy + self.idle_exit - time.monotonic())
 
-    def _end_if_idle(self):
+    def _end_if_idle(self) -> None:
         if self.idle_exit is None:
             return
         with self.lock:
             if not self.running and time.monotonic() - self.last_busy >= self.idle_exit:
                 self.ended.set()
 
-    def _run_one(self, msg):
+    def _run_one(self, msg: Message) -> None:
         lease = self.renewer.hold(self.broker, msg) if self.renewer is not None else None
-        interrupted = None
+        interrupted: BaseException | None = None
         try:
             self.func(msg)
             ok = True
@@ -254,8 +291,8 @@ class _Pool:
         try:
             outcome = settle(self.broker, msg, ok, self.renewer, lease)
         except DdmqError as exc:
-            _log_warning("Could not settle message %s of %s (it will be delivered again): %s",
-                         msg.id, self.queue, exc)
+            log.warning("Could not settle message %s of %s (it will be delivered again): %s",
+                        msg.id, self.queue, exc)
             outcome = LOST
         with self.lock:
             self.counts[outcome] += 1
@@ -266,14 +303,14 @@ class _Pool:
 class _Either:
     """A stop event that is set when either of two events is (for broker.consume's ``stop``)."""
 
-    def __init__(self, first, second):
+    def __init__(self, first: threading.Event, second: StopEvent) -> None:
         self.first = first
         self.second = second
 
-    def is_set(self):
+    def is_set(self) -> bool:
         return self.first.is_set() or self.second.is_set()
 
-    def wait(self, timeout):
+    def wait(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
         while not self.is_set():
             left = end - time.monotonic()
@@ -283,30 +320,22 @@ class _Either:
         return True
 
 
-def _join(threads):
+def _join(threads: list[threading.Thread]) -> None:
     # join() with a timeout, so that Ctrl-C reaches the calling thread meanwhile.
     for thread in threads:
         while thread.is_alive():
             thread.join(0.25)
 
 
-def _check_count(name, value):
+def _check_count(name: str, value: object) -> None:
     if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
                                   and value >= 0):
         raise InvalidInputError("{} must be an integer >= 0 or None, not {!r}".format(
             name, value), "invalid")
 
 
-def _log_failure(msg):
-    from .broker import log
-
+def _log_failure(msg: Message) -> None:
     logger = log.get()
     if logger is not None:
         logger.warning("Task of message %s of %s failed; nacking it", msg.id, msg.queue,
                        exc_info=True)
-
-
-def _log_warning(*args):
-    from .broker import log
-
-    log.warning(*args)

@@ -26,18 +26,26 @@ then acks or nacks the message under its current name.  Each renewal
 updates the message object's ``filename``.
 """
 
+from __future__ import annotations
+
 import heapq
 import itertools
 import threading
 import time
 
 from .errors import DdmqError, LeaseLostError, QueueNotFoundError
+from .log import log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from .broker import broker as Broker
+    from .message import message as Message
 
 MIN_INTERVAL = 0.05    # seconds: the shortest time between two renewals of one message
 RETRY_INTERVAL = 1.0   # seconds: the longest wait before retrying a renewal that failed
 
 
-def renew_interval(lease_seconds):
+def renew_interval(lease_seconds: float) -> float:
     """Return how often to renew a lease of ``lease_seconds`` (see the module docstring)."""
     return max(MIN_INTERVAL, min(lease_seconds / 3, (lease_seconds - 1) / 2))
 
@@ -45,13 +53,14 @@ def renew_interval(lease_seconds):
 class Lease:
     """A message a :class:`Renewer` holds: renewed until released."""
 
-    def __init__(self, broker, msg, timeout, interval):
+    def __init__(self, broker: Broker, msg: Message, timeout: float | None,
+                 interval: float) -> None:
         self.broker = broker
         self.msg = msg
         self.timeout = timeout     # None: the message's own timeout, else the queue's
         self.interval = interval
         #: None, or the error that lost the lease (LeaseLostError, QueueNotFoundError).
-        self.lost = None
+        self.lost: LeaseLostError | QueueNotFoundError | None = None
         #: How many times the lease was renewed.
         self.renewals = 0
         self.held = True
@@ -61,27 +70,30 @@ class Lease:
 class Renewer:
     """Renew the leases of held messages from one background thread (started on first use)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._due = []                  # heap of (monotonic due time, tie-breaker, Lease)
+        # A heap of (monotonic due time, tie-breaker, Lease).
+        self._due: list[tuple[float, int, Lease]] = []
         self._order = itertools.count()
         self._released = 0              # released leases still in the heap
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._closed = False
 
-    def __enter__(self):
+    def __enter__(self) -> Renewer:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def hold(self, broker, msg, timeout=None, interval=None):
+    def hold(self, broker: Broker, msg: Message, timeout: float | None = None,
+             interval: float | None = None) -> Lease:
         """Start renewing the consumed ``msg`` of ``broker``; return its :class:`Lease`.
 
         ``timeout`` is the length of each new lease (default: the message's
         own timeout, else its queue's ``message_timeout``); ``interval`` the
         time between renewals (default: see the module docstring).
         """
+        seconds: float
         if timeout is not None:
             seconds = timeout
         elif msg.timeout is not None:
@@ -100,7 +112,7 @@ class Renewer:
             self._cond.notify()
         return lease
 
-    def release(self, lease):
+    def release(self, lease: Lease) -> bool:
         """Stop renewing ``lease`` (waiting for a renewal in progress); return True if still held.
 
         False means the lease was lost (see :attr:`Lease.lost`): the message
@@ -118,7 +130,7 @@ class Renewer:
                 self._released = 0
         return lease.lost is None
 
-    def close(self):
+    def close(self) -> None:
         """Stop the renewals and the thread (leases still held expire as usual)."""
         with self._cond:
             self._closed = True
@@ -127,20 +139,20 @@ class Renewer:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
-    def _push(self, lease, delay):
+    def _push(self, lease: Lease, delay: float) -> None:
         heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), lease))
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             with self._cond:
-                lease = None
+                lease: Lease | None = None
                 while lease is None:
                     if self._closed:
                         return
                     while self._due and not self._due[0][2].held:
                         heapq.heappop(self._due)
                         self._released = max(0, self._released - 1)
-                    timeout = None
+                    timeout: float | None = None
                     if self._due:
                         timeout = self._due[0][0] - time.monotonic()
                         if timeout <= 0:
@@ -152,7 +164,7 @@ class Renewer:
                 with self._cond:
                     self._push(lease, delay)
 
-    def _renew(self, lease):
+    def _renew(self, lease: Lease) -> float | None:
         """Renew ``lease`` once; return the delay until the next renewal, or None for no more."""
         with lease.lock:
             if not lease.held:
@@ -161,17 +173,11 @@ class Renewer:
                 lease.broker.touch(lease.msg, timeout=lease.timeout)
             except (LeaseLostError, QueueNotFoundError) as exc:
                 lease.lost = exc
-                _log().warning("Lease lost: %s", exc)
+                log.warning("Lease lost: %s", exc)
                 return None
             except DdmqError as exc:
-                _log().warning("Could not renew the lease of %s/work/%s (retrying): %s",
-                               lease.msg.queue, lease.msg.filename, exc)
+                log.warning("Could not renew the lease of %s/work/%s (retrying): %s",
+                            lease.msg.queue, lease.msg.filename, exc)
                 return min(lease.interval, RETRY_INTERVAL)
             lease.renewals += 1
             return lease.interval
-
-
-def _log():
-    from .broker import log  # the ddmq logger proxy: silent until logging is in use
-
-    return log

@@ -28,6 +28,8 @@ also ends early, answering nothing, once its ``stop`` event is set; that is
 noticed within :data:`STOP_LATENCY`.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import os
@@ -47,8 +49,22 @@ _IN_DELETE_SELF = 0x400
 _IN_MOVE_SELF = 0x800
 _WATCHED = _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_DELETE_SELF | _IN_MOVE_SELF
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from ctypes import CDLL
+    from typing import Callable, Protocol, TypeVar
 
-def check_wait(wait):
+    _T = TypeVar("_T")
+
+    class StopEvent(Protocol):
+        """What a wait's ``stop`` must offer: a ``threading.Event`` has it."""
+
+        def is_set(self) -> bool: ...
+
+        def wait(self, timeout: float) -> bool: ...
+
+
+def check_wait(wait: object) -> float | None:
     """Return ``wait`` as float seconds (:data:`FOREVER` for infinity), or None for no wait.
 
     Raise InvalidInputError for anything but None or a number >= 0 (a bool,
@@ -63,14 +79,16 @@ def check_wait(wait):
     try:
         seconds = float(wait)
     except OverflowError:
-        seconds = FOREVER if wait > 0 else -FOREVER
+        seconds = -FOREVER if wait < 0 else FOREVER  # only a huge number overflows: never 0
     if not seconds >= 0:  # also NaN
         raise InvalidInputError("wait must be a number of seconds >= 0 or ddmq.FOREVER, "
                                 "not {!r}".format(wait), "invalid")
     return seconds
 
 
-def wait_for(attempt, seconds, folder, poll_interval, stop=None, clock=time.monotonic):
+def wait_for(attempt: Callable[[], _T], seconds: float, folder: str, poll_interval: float,
+             stop: StopEvent | None = None,
+             clock: Callable[[], float] = time.monotonic) -> _T:
     """Call ``attempt()`` until it returns something true, ``seconds`` pass or ``stop`` is set.
 
     Returns the last result of ``attempt`` (the first true one, or the
@@ -94,26 +112,27 @@ def wait_for(attempt, seconds, folder, poll_interval, stop=None, clock=time.mono
 class _Watch:
     """An inotify watch on one folder, or nothing where inotify cannot be had."""
 
-    def __init__(self, folder):
+    def __init__(self, folder: str) -> None:
         self.fd = _inotify_watch(folder)
-        self._poll = None
+        self._poll: select.poll | None = None
         if self.fd is not None:
             # poll(), not select(): select() refuses descriptors above 1023,
             # which a busy process (many threads, pipes, files) may reach.
             self._poll = select.poll()
             self._poll.register(self.fd, select.POLLIN)
 
-    def __enter__(self):
+    def __enter__(self) -> _Watch:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
-    def sleep(self, seconds, stop=None):
+    def sleep(self, seconds: float, stop: StopEvent | None = None) -> None:
         """Sleep ``seconds``, or less if a file arrived in the folder or ``stop`` was set."""
-        if self.fd is None:
+        fd, poll = self.fd, self._poll
+        if fd is None or poll is None:
             if stop is None:
                 time.sleep(seconds)
             else:
@@ -125,25 +144,26 @@ class _Watch:
             if left <= 0:
                 return
             slice_ = left if stop is None else min(left, STOP_LATENCY)
-            if self._poll.poll(math.ceil(slice_ * 1000)):
-                self._drain()
+            if poll.poll(math.ceil(slice_ * 1000)):
+                _drain(fd)
                 return
             if stop is not None and stop.is_set():
                 return
 
-    def _drain(self):
-        # The events themselves say nothing the next look won't.
-        try:
-            while os.read(self.fd, 65536):
-                pass
-        except BlockingIOError:
+
+def _drain(fd: int) -> None:
+    # The events themselves say nothing the next look won't.
+    try:
+        while os.read(fd, 65536):
             pass
+    except BlockingIOError:
+        pass
 
 
-_libc = None
+_libc: CDLL | None = None
 
 
-def _inotify_watch(folder):
+def _inotify_watch(folder: str) -> int | None:
     """Return a non-blocking inotify descriptor watching ``folder`` for arrivals, or None."""
     global _libc
     if os.environ.get("DDMQ_INOTIFY", "1") == "0" or not hasattr(os, "uname") \
@@ -154,7 +174,7 @@ def _inotify_watch(folder):
             import ctypes
 
             _libc = ctypes.CDLL(None, use_errno=True)
-        fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        fd: int = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
     except (OSError, AttributeError):
         return None
     if fd < 0:

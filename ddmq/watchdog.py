@@ -21,6 +21,8 @@ includes the watchdog), so only the end of the pipe, or SIGKILL, ends it.
 It is run as a script, with only the standard library.
 """
 
+from __future__ import annotations
+
 import os
 import signal
 import sys
@@ -29,7 +31,7 @@ import time
 IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     for signum in IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     delay = float(argv[1]) if len(argv) > 1 else 2.0

@@ -25,6 +25,8 @@ skips the rest of the grace period.  A message whose command the shutdown
 interrupted is requeued whatever its settings say: it did not fail.
 """
 
+from __future__ import annotations
+
 import errno
 import json
 import os
@@ -37,6 +39,58 @@ import time
 
 from .log import log
 from .errors import CommandError, DdmqError, InvalidInputError, LeaseLostError, StorageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from types import FrameType
+    from typing import Callable, Literal, Sequence, TextIO, TypedDict
+
+    from typing_extensions import Unpack
+
+    from .broker import broker as Broker
+    from .message import message as Message
+
+    #: What a signal handler may be, as signal.signal takes and returns it.
+    SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
+    #: The kinds of event a CommandWorker reports to its ``on_event``.
+    EventKind = Literal["done", "failed", "interrupted", "lost", "lease_lost", "stopping",
+                        "tick"]
+
+    class EventRecord(TypedDict, total=False):
+        """An event's fields: a task's ("stopping": signal, running, grace; "tick": none)."""
+
+        id: str
+        filename: str
+        delivery: int
+        pid: int | None
+        exit: int | None
+        signal: str | None
+        seconds: float
+        reason: str | None
+        running: int
+        grace: float
+
+    class TaskCounts(TypedDict):
+        """How many tasks ended each way."""
+
+        done: int
+        failed: int
+        interrupted: int
+        lost: int
+
+    class Summary(TaskCounts):
+        """What :meth:`CommandWorker.run` returns."""
+
+        seconds: float
+        stopped_by: str | None
+
+    class Status(TaskCounts):
+        """What :meth:`CommandWorker.status` returns."""
+
+        running: int
+        waiting: int | None
+        rate: float | None
+        eta: float | None
 
 FIRST_BACKOFF = 0.005   # seconds before looking again at a queue found empty while tasks run
 WAIT_SLICE = 1.0        # longest blocking consume when idle: how late an idle worker sees a signal
@@ -56,7 +110,7 @@ _WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watchdog.p
 _SIGDEF = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
 
 
-def find_command(name):
+def find_command(name: str) -> str:
     """Return the path of the executable ``name``, searched on PATH unless it holds a ``/``.
 
     Raises CommandError, saying why, if it cannot be run.
@@ -78,10 +132,17 @@ def find_command(name):
     raise CommandError("command {!r} is not an executable file".format(name), "command")
 
 
+def _claimed(msg: Message) -> tuple[str, str]:
+    """Return the id and work-file name of a message that consume returned (both always set)."""
+    assert msg.id is not None and msg.filename is not None
+    return msg.id, msg.filename
+
+
 class Task:
     """One command running for one claimed message."""
 
-    def __init__(self, msg, pid, started, delivery, stderr_fd, stdin_fd, stdin_data):
+    def __init__(self, msg: Message, pid: int, started: float, delivery: int, stderr_fd: int,
+                 stdin_fd: int | None, stdin_data: bytes) -> None:
         self.msg = msg
         self.pid = pid
         self.started = started              # time.monotonic()
@@ -91,29 +152,31 @@ class Task:
         self.stdin_fd = stdin_fd
         self.stdin_data = stdin_data        # bytes not yet written to the command's stdin
         self.tail = b""
-        self.next_touch = None
-        self.deadline = None                # --task-timeout
-        self.kill_at = None                 # SIGKILL after a timeout's SIGTERM
+        self.next_touch: float | None = None
+        self.deadline: float | None = None  # --task-timeout
+        self.kill_at: float | None = None   # SIGKILL after a timeout's SIGTERM
         self.timed_out = False
-        self.interrupted = None             # the shutdown signal passed on to it
+        self.interrupted: int | None = None  # the shutdown signal passed on to it
         self.lost = False                   # its lease could not be renewed
-        self.abandoned = None               # why the worker killed it on stopping
+        self.abandoned: str | None = None   # why the worker killed it on stopping
 
-    def record(self, **fields):
+    def record(self, **fields: Unpack[EventRecord]) -> EventRecord:
         """Return the task as an event record (a dict) with ``fields`` added."""
-        return dict({"id": self.msg.id, "filename": self.msg.filename,
-                     "delivery": self.delivery, "pid": self.pid}, **fields)
+        msg_id, filename = _claimed(self.msg)
+        return {"id": msg_id, "filename": filename, "delivery": self.delivery,
+                "pid": self.pid, **fields}
 
 
 class CommandWorker:
     """Run ``command`` (an argv list) once for each message of ``queue``.
 
     In the arguments after the first, ``{}`` is replaced by the message text
-    (a text that is not a string is passed as JSON); with no ``{}`` the text
-    is the command's standard input.  ``jobs`` commands run at once.  The
-    worker stops after ``max_messages`` messages, once the queue has had
-    nothing to claim for ``idle_exit`` seconds with nothing running, or on
-    SIGTERM/SIGINT/SIGHUP; without any, it waits for messages forever.
+    (bytes as they are, a text that is neither bytes nor a string as JSON);
+    with no ``{}`` the text is the command's standard input.  ``jobs``
+    commands run at once.  The worker stops after ``max_messages`` messages,
+    once the queue has had nothing to claim for ``idle_exit`` seconds with
+    nothing running, or on SIGTERM/SIGINT/SIGHUP; without any, it waits for
+    messages forever.
     ``task_timeout`` seconds after its start a command is sent SIGTERM (and
     SIGKILL :data:`KILL_DELAY` s later) and its message nacked.  ``grace``
     is the shutdown grace period (see the module docstring).  ``joblog`` is
@@ -126,9 +189,13 @@ class CommandWorker:
     :meth:`run` must be called from the main thread: it handles signals.
     """
 
-    def __init__(self, broker, queue, command, jobs=1, max_messages=None, idle_exit=None,
-                 task_timeout=None, grace=10.0, joblog=None, on_event=None, on_stderr=None,
-                 tick=None):
+    def __init__(self, broker: Broker, queue: str, command: Sequence[str], jobs: int = 1,
+                 max_messages: int | None = None, idle_exit: float | None = None,
+                 task_timeout: float | None = None, grace: float = 10.0,
+                 joblog: str | None = None,
+                 on_event: Callable[[EventKind, EventRecord], object] | None = None,
+                 on_stderr: Callable[[bytes], object] | None = None,
+                 tick: float | None = None) -> None:
         if not command:
             raise InvalidInputError("no command given", "invalid")
         if not isinstance(jobs, int) or jobs < 1:
@@ -143,23 +210,26 @@ class CommandWorker:
         self.task_timeout = task_timeout
         self.grace = grace
         self.joblog_path = joblog
-        self.on_event = on_event or (lambda kind, record: None)
-        self.on_stderr = on_stderr or _write_stderr
+        self.on_event: Callable[[EventKind, EventRecord], object] = (
+            on_event or (lambda kind, record: None))
+        self.on_stderr: Callable[[bytes], object] = on_stderr or _write_stderr
         self.tick = tick
-        self.counts = {"done": 0, "failed": 0, "interrupted": 0, "lost": 0}
-        self.running = {}                  # pid -> Task
+        self.counts: TaskCounts = {"done": 0, "failed": 0, "interrupted": 0, "lost": 0}
+        self.running: dict[int, Task] = {}  # pid -> Task
         self.claimed = 0
-        self.stop_signal = None            # the first shutdown signal
+        self.stop_signal: int | None = None  # the first shutdown signal
         self.stop_now = False              # a second one came
-        self.fatal = None                  # a CommandError that stops the worker
+        self.fatal: CommandError | None = None  # a CommandError that stops the worker
         self.idle = False                  # --idle-exit reached
-        self._signals = []
-        self._streams = {}                 # stderr fd -> Task, or None once its task ended
-        self._selector = None
-        self._watchdog = None
-        self._joblog = None
-        self._waiting = (None, 0.0)        # (count, monotonic time of the count)
-        self._first_start = None
+        self._signals: list[int] = []
+        # stderr fd -> Task, or None once its task ended
+        self._streams: dict[int, Task | None] = {}
+        self._selector: selectors.BaseSelector   # set by run()
+        self._watchdog: _Watchdog | None = None
+        self._joblog: TextIO | None = None
+        # (count, monotonic time of the count)
+        self._waiting: tuple[int | None, float] = (None, 0.0)
+        self._first_start: float | None = None
         self._backoff = FIRST_BACKOFF
         self._next_claim = 0.0
         self._last_activity = time.monotonic()
@@ -167,7 +237,7 @@ class CommandWorker:
 
     # The run.
 
-    def run(self):
+    def run(self) -> Summary:
         """Run until there is nothing more to do; return the summary record (a dict).
 
         Raises CommandError before claiming anything if the command cannot be
@@ -178,8 +248,8 @@ class CommandWorker:
         self._path = find_command(self.command[0])
         self._placeholder = any("{}" in arg for arg in self.command[1:])
         settings = self.broker.get_settings(self.queue)
-        self._default_lease = settings["message_timeout"]
-        self._poll_cap = settings["poll_interval"]
+        self._default_lease: float = settings["message_timeout"]
+        self._poll_cap: float = settings["poll_interval"]
         self._env = dict(os.environ, DDMQ_ROOT=os.path.abspath(self.broker.root),
                          DDMQ_QUEUE=self.queue)
         self._open_joblog()
@@ -215,11 +285,11 @@ class CommandWorker:
                     self._joblog.close()
         if self.fatal is not None:
             raise self.fatal
-        return dict(self.counts, seconds=time.monotonic() - started,
-                    stopped_by=signal.Signals(self.stop_signal).name if self.stop_signal else None)
+        return {**self.counts, "seconds": time.monotonic() - started,
+                "stopped_by": signal.Signals(self.stop_signal).name if self.stop_signal else None}
 
-    def _loop(self):
-        grace_end = None
+    def _loop(self) -> None:
+        grace_end: float | None = None
         while True:
             if self._signals:
                 self._handle_signals()
@@ -241,13 +311,13 @@ class CommandWorker:
             self._reap()
             self._timers(time.monotonic())
 
-    def _may_claim(self):
+    def _may_claim(self) -> bool:
         return (self.stop_signal is None and self.fatal is None and not self.idle
                 and (self.max_messages is None or self.claimed < self.max_messages))
 
     # Claiming and starting.
 
-    def _claim(self):
+    def _claim(self) -> None:
         free = self.jobs - len(self.running)
         if free <= 0 or not self._may_claim():
             return
@@ -257,20 +327,23 @@ class CommandWorker:
         if self.running:
             if now < self._next_claim:
                 return
-            wait = None
+            wait: float | None = None
         else:
             wait = WAIT_SLICE
             if self.idle_exit is not None:
                 left = self.idle_exit - (now - self._last_activity)
                 wait = min(wait, left) if left > 0 else None
+        msgs: list[Message] = []
         try:
-            msgs = self.broker.consume(self.queue, n=free, wait=wait)
+            if free == 1:  # n=1 answers a message or None, not a list
+                msg = self.broker.consume(self.queue, wait=wait)
+                if msg is not None:
+                    msgs = [msg]
+            else:
+                msgs = self.broker.consume(self.queue, n=free, wait=wait)
         except StorageError as exc:
             log.warning("Could not claim from %s: %s", self.queue, exc)
-            msgs = []
             time.sleep(self._poll_cap if not self.running else 0)
-        if free == 1:
-            msgs = [] if msgs is None else [msgs]
         if not msgs:
             self._backoff = min(2 * self._backoff, self._poll_cap)
             self._next_claim = time.monotonic() + self._backoff
@@ -291,32 +364,43 @@ class CommandWorker:
             else:
                 self._start(msg)
 
-    def _start(self, msg):
+    def _start(self, msg: Message) -> None:
         """Start the command for the claimed ``msg``; nack it if that is impossible."""
-        text = msg.message if isinstance(msg.message, str) else json.dumps(msg.message)
+        payload = msg.message
+        if isinstance(payload, bytes):
+            text = os.fsdecode(payload)  # spawn encodes an argument back to these very bytes
+        else:
+            text = payload if isinstance(payload, str) else json.dumps(payload)
         delivery = (msg.requeue_counter or 0) + 1
-        env = dict(self._env, DDMQ_MESSAGE_ID=str(msg.id), DDMQ_WORK_FILE=msg.filename,
+        msg_id, filename = _claimed(msg)
+        env = dict(self._env, DDMQ_MESSAGE_ID=msg_id, DDMQ_WORK_FILE=filename,
                    DDMQ_DELIVERY=str(delivery))
         if self._placeholder:
             argv = self.command[:1] + [arg.replace("{}", text) for arg in self.command[1:]]
-            stdin_r = stdin_w = None
+            stdin_r: int | None = None
+            stdin_w: int | None = None
             data = b""
         else:
             argv = self.command
             stdin_r, stdin_w = os.pipe()
-            data = text.encode("utf-8", "surrogateescape")
+            if isinstance(payload, bytes):
+                data = payload
+            else:
+                data = text.encode("utf-8", "surrogateescape")
         err_r, err_w = os.pipe()
         actions = [(os.POSIX_SPAWN_DUP2, self._devnull if stdin_r is None else stdin_r, 0),
                    (os.POSIX_SPAWN_DUP2, err_w, 2)]
+        assert self._watchdog is not None, "run() starts it before the first claim"
+        error: OSError | ValueError | None = None
         try:
             pid = os.posix_spawn(self._path, argv, env, file_actions=actions,
                                  setpgroup=self._watchdog.pid, setsigdef=_SIGDEF)
         except (OSError, ValueError) as exc:
-            pid, error = None, exc
+            error = exc
         for fd in (err_w, stdin_r):  # the command's ends: it has its own copies now
             if fd is not None:
                 os.close(fd)
-        if pid is None:
+        if error is not None:
             for fd in (err_r, stdin_w):
                 if fd is not None:
                     os.close(fd)
@@ -338,7 +422,7 @@ class CommandWorker:
             os.set_blocking(stdin_w, False)
             self._feed(task)
 
-    def _start_failed(self, msg, exc):
+    def _start_failed(self, msg: Message, exc: OSError | ValueError) -> None:
         if isinstance(exc, ValueError) or getattr(exc, "errno", None) == errno.E2BIG:
             # This message's text cannot be an argument; the next one may be fine.
             why = "embedded NUL byte" if isinstance(exc, ValueError) else exc.strerror
@@ -352,17 +436,19 @@ class CommandWorker:
         self._nack(msg, str(self.fatal), requeue=True)
         self.claimed -= 1
 
-    def _finish_failed(self, msg, reason):
+    def _finish_failed(self, msg: Message, reason: str) -> None:
         self.counts["failed"] += 1
         delivery = (msg.requeue_counter or 0) + 1
-        record = {"id": msg.id, "filename": msg.filename, "delivery": delivery, "pid": None,
-                  "exit": None, "signal": None, "seconds": 0.0, "reason": reason}
+        msg_id, filename = _claimed(msg)
+        record: EventRecord = {"id": msg_id, "filename": filename, "delivery": delivery,
+                               "pid": None, "exit": None, "signal": None, "seconds": 0.0,
+                               "reason": reason}
         self._nack(msg, reason)
         self.on_event("failed", record)
 
     # Waiting for events.
 
-    def _wait(self, timeout):
+    def _wait(self, timeout: float) -> None:
         for key, events in self._selector.select(timeout):
             fd = key.fd
             if fd == self._wake_r:
@@ -376,7 +462,7 @@ class CommandWorker:
             else:
                 self._read_stream(fd)
 
-    def _read_stream(self, fd):
+    def _read_stream(self, fd: int) -> bool | None:
         """Pass on what the command wrote to stderr, keeping its tail.
 
         Returns True if it read something, None if nothing is there now,
@@ -397,7 +483,7 @@ class CommandWorker:
         self.on_stderr(data)
         return True
 
-    def _close_stream(self, fd):
+    def _close_stream(self, fd: int) -> None:
         self._streams.pop(fd, None)
         try:
             self._selector.unregister(fd)
@@ -405,24 +491,26 @@ class CommandWorker:
             pass
         os.close(fd)
 
-    def _feed(self, task):
+    def _feed(self, task: Task) -> None:
         """Write what is left of the message text to the command's stdin."""
+        fd = task.stdin_fd
+        assert fd is not None, "fed only while its stdin is open"
         try:
             while task.stdin_data:
-                written = os.write(task.stdin_fd, task.stdin_data[:65536])
+                written = os.write(fd, task.stdin_data[:65536])
                 task.stdin_data = task.stdin_data[written:]
         except BlockingIOError:
             events = selectors.EVENT_WRITE
             try:
-                self._selector.modify(task.stdin_fd, events, task)
+                self._selector.modify(fd, events, task)
             except KeyError:
-                self._selector.register(task.stdin_fd, events, task)
+                self._selector.register(fd, events, task)
             return
         except OSError:
             pass  # EPIPE: the command exited, or closed stdin, without reading it all
         self._close_stdin(task)
 
-    def _close_stdin(self, task):
+    def _close_stdin(self, task: Task) -> None:
         if task.stdin_fd is None:
             return
         try:
@@ -434,7 +522,7 @@ class CommandWorker:
 
     # Ends of tasks.
 
-    def _reap(self):
+    def _reap(self) -> None:
         for task in list(self.running.values()):
             try:
                 pid, status = os.waitpid(task.pid, os.WNOHANG)
@@ -446,7 +534,7 @@ class CommandWorker:
             log.warning("The watchdog of the worker on %s ended; starting a new one", self.queue)
             self._watchdog = _Watchdog()
 
-    def _end(self, task, status):
+    def _end(self, task: Task, status: int) -> None:
         """Settle the message of ``task``, whose command ended with wait ``status``."""
         del self.running[task.pid]
         while self._streams.get(task.stderr_fd) is task and self._read_stream(task.stderr_fd):
@@ -465,25 +553,29 @@ class CommandWorker:
                              signal=signal.Signals(signum).name if signum else None)
         if task.lost:
             self.counts["lost"] += 1
-            self.on_event("lost", dict(record, reason="its lease was lost; not settled"))
+            self.on_event("lost", {**record, "reason": "its lease was lost; not settled"})
             return
         if code == 0 and not task.timed_out:
             if self._ack(task):
                 self.counts["done"] += 1
-                self.on_event("done", dict(record, reason=None))
+                self.on_event("done", {**record, "reason": None})
             return
         reason = self._reason(task, exit_status, signum, seconds)
+        kind: Literal["interrupted", "failed"]
+        requeue: bool | None
         if (task.interrupted or task.abandoned) and not task.timed_out:
             kind, requeue = "interrupted", True
         else:
             kind, requeue = "failed", None
         self.counts[kind] += 1
         self._nack(task.msg, reason, requeue)
-        self.on_event(kind, dict(record, reason=reason))
+        self.on_event(kind, {**record, "reason": reason})
 
-    def _reason(self, task, exit_status, signum, seconds):
+    def _reason(self, task: Task, exit_status: int | None, signum: int | None,
+                seconds: float) -> str:
         """Return why the command of ``task`` failed: its fate, then its last stderr lines."""
         if task.timed_out:
+            assert self.task_timeout is not None, "only a task timeout times a task out"
             what = "timed out after {:g} s (killed by {})".format(
                 self.task_timeout, signal.Signals(signum).name if signum else "SIGTERM")
         elif signum:
@@ -497,7 +589,7 @@ class CommandWorker:
         lines = task.tail.decode("utf-8", "replace").splitlines()[-REASON_LINES:]
         return "\n".join([what] + [line for line in lines if line.strip()])
 
-    def _abandon(self, tasks, why):
+    def _abandon(self, tasks: list[Task], why: str) -> None:
         """Kill the commands of ``tasks`` and requeue their messages now."""
         for task in tasks:
             try:
@@ -514,7 +606,7 @@ class CommandWorker:
 
     # Settling: every ack and nack of the worker goes through these two.
 
-    def _ack(self, task):
+    def _ack(self, task: Task) -> bool:
         try:
             acked = self.broker.ack(task.msg)
         except StorageError as exc:
@@ -525,7 +617,7 @@ class CommandWorker:
             self.on_event("lost", task.record(reason="could not ack: its lease was lost"))
         return bool(acked)
 
-    def _nack(self, msg, reason, requeue=None):
+    def _nack(self, msg: Message, reason: str, requeue: bool | None = None) -> bool:
         """Nack ``msg`` (requeued or dropped as its settings say, unless ``requeue``)."""
         try:
             done = self.broker.nack(msg, requeue=requeue, reason=reason)
@@ -539,7 +631,7 @@ class CommandWorker:
 
     # Timers: lease renewal, task timeouts, ticks.
 
-    def _next_timer(self):
+    def _next_timer(self) -> float:
         when = [t for task in self.running.values()
                 for t in (task.next_touch, task.deadline, task.kill_at) if t is not None]
         if len(self.running) < self.jobs and self._may_claim():
@@ -548,7 +640,7 @@ class CommandWorker:
             when.append(self._tick_at)
         return min(when) if when else time.monotonic() + WAIT_SLICE
 
-    def _timers(self, now):
+    def _timers(self, now: float) -> None:
         for task in list(self.running.values()):
             if task.next_touch is not None and now >= task.next_touch and not task.lost:
                 self._touch(task, now)
@@ -563,7 +655,7 @@ class CommandWorker:
             self._tick_at = now + self.tick
             self.on_event("tick", {})
 
-    def _touch(self, task, now):
+    def _touch(self, task: Task, now: float) -> None:
         try:
             self.broker.touch(task.msg)
         except LeaseLostError as exc:
@@ -581,47 +673,49 @@ class CommandWorker:
 
     # Signals.
 
-    def _install_signals(self, wake_w):
-        previous = {"wakeup": signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)}
-        previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore_signal)
+    def _install_signals(self, wake_w: int) -> tuple[int, dict[int, SignalHandler]]:
+        """Install the worker's handlers; return the wake-up fd and the handlers they replace."""
+        wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        previous: dict[int, SignalHandler] = {
+            signal.SIGCHLD: signal.signal(signal.SIGCHLD, _ignore_signal)}
         for signum in SHUTDOWN_SIGNALS:
             handler = signal.getsignal(signum)
             if signum == signal.SIGHUP and handler == signal.SIG_IGN:
                 continue  # started under nohup: stay deaf to hangups
             previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
+        return wakeup, previous
 
-    def _restore_signals(self, previous):
-        for signum, handler in previous.items():
-            if signum == "wakeup":
-                signal.set_wakeup_fd(handler)
-            else:
-                signal.signal(signum, handler)
+    def _restore_signals(self, previous: tuple[int, dict[int, SignalHandler]]) -> None:
+        wakeup, handlers = previous
+        signal.set_wakeup_fd(wakeup)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
-    def _on_signal(self, signum, frame):
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
 
-    def _handle_signals(self):
+    def _handle_signals(self) -> None:
         while self._signals:
             signum = self._signals.pop(0)
             if self.stop_signal is None:
                 self.stop_signal = signum
                 for task in self.running.values():
                     task.interrupted = signum
+                assert self._watchdog is not None, "run() starts it before the first claim"
                 self._watchdog.signal_group(signum)
                 self.on_event("stopping", {"signal": signal.Signals(signum).name,
                                            "running": len(self.running), "grace": self.grace})
             else:
                 self.stop_now = True
 
-    def _watchdog_close(self, orderly):
+    def _watchdog_close(self, orderly: bool) -> None:
         if self._watchdog is not None:
             self._watchdog.close(orderly)
             self._watchdog = None
 
     # Reporting.
 
-    def status(self):
+    def status(self) -> Status:
         """Return the counts of the run so far, the waiting messages, tasks/s and an ETA (s)."""
         now = time.monotonic()
         count, when = self._waiting
@@ -631,17 +725,20 @@ class CommandWorker:
             except DdmqError:
                 count = None
             self._waiting = (count, time.monotonic())
-        finished = sum(self.counts.values())
-        rate = eta = None
+        counts = self.counts
+        finished = counts["done"] + counts["failed"] + counts["interrupted"] + counts["lost"]
+        rate: float | None = None
+        eta: float | None = None
         if self._first_start is not None and finished and now > self._first_start:
             rate = finished / (now - self._first_start)
             left = (count or 0) + len(self.running)
             if self.max_messages is not None:
                 left = min(left, self.max_messages - finished)
             eta = left / rate
-        return dict(self.counts, running=len(self.running), waiting=count, rate=rate, eta=eta)
+        return {**self.counts, "running": len(self.running), "waiting": count, "rate": rate,
+                "eta": eta}
 
-    def _open_joblog(self):
+    def _open_joblog(self) -> None:
         if self.joblog_path is None:
             return
         try:
@@ -653,7 +750,8 @@ class CommandWorker:
                 self.joblog_path, exc.strerror or exc), "io") from None
         self._host = socket.gethostname()
 
-    def _log_job(self, task, exit_status, signum, seconds):
+    def _log_job(self, task: Task, exit_status: int | None, signum: int | None,
+                 seconds: float) -> None:
         if self._joblog is None:
             return
         # As GNU parallel's --joblog: Exitval 0 and the signal number for a killed command.
@@ -665,7 +763,7 @@ class CommandWorker:
 class _Watchdog:
     """The watchdog process (see :mod:`ddmq.watchdog`); its pid is the commands' process group."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         read_end, self.fd = os.pipe()
         try:
             # Started with the shutdown signals blocked: one that comes before the
@@ -682,7 +780,7 @@ class _Watchdog:
             os.close(read_end)
         self.done = False
 
-    def exited(self):
+    def exited(self) -> bool:
         if self.done:
             return True
         pid, _ = os.waitpid(self.pid, os.WNOHANG)
@@ -691,11 +789,11 @@ class _Watchdog:
             os.close(self.fd)
         return self.done
 
-    def signal_group(self, signum):
+    def signal_group(self, signum: int) -> None:
         """Send ``signum`` to every command (the watchdog ignores it)."""
         _kill(-self.pid, signum)
 
-    def close(self, orderly):
+    def close(self, orderly: bool) -> None:
         """Stop the watchdog: quietly if ``orderly``, else killing what is left in the group."""
         if self.done:
             return
@@ -711,18 +809,18 @@ class _Watchdog:
             pass
 
 
-def _kill(pid, signum):
+def _kill(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass  # it has just ended
 
 
-def _ignore_signal(signum, frame):
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
     """A handler that does nothing: SIGCHLD only has to wake the selector."""
 
 
-def _write_stderr(data):
+def _write_stderr(data: bytes) -> None:
     while data:
         try:
             data = data[os.write(2, data):]

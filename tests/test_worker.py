@@ -125,6 +125,23 @@ def test_without_placeholder_the_text_is_the_standard_input(b, root, out):
     assert outputs(out) == {(msg.id, 1): msg.message for msg in msgs}
 
 
+@pytest.mark.parametrize("placeholder", [True, False])
+def test_a_bytes_payload_reaches_the_command_byte_for_byte(b, root, out, placeholder):
+    # Not UTF-8, and (as an argument) no NUL byte: an argument cannot hold one.
+    payloads = [b"caf\xe9 \xff\xfe\x80 {}\n", b"plain ascii"]
+    if not placeholder:
+        payloads += [b"\x00" + bytes(range(256)), b""]
+    msgs = [b.publish("q", payload) for payload in payloads]
+    write = 'printf "%s" "$2" > "$1/$DDMQ_MESSAGE_ID"' if placeholder else \
+        'cat > "$1/$DDMQ_MESSAGE_ID"'
+    done = work(root, "--max-messages", len(msgs),
+                command=["sh", "-c", write, "sh", out] + (["{}"] if placeholder else []))
+    assert done.returncode == 0, done.stderr
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == \
+        {msg.id: payload for msg, payload in zip(msgs, payloads)}
+    assert b.get_message_list("q") == ([], [])
+
+
 WORKER_KEYS = {"DDMQ_ROOT", "DDMQ_QUEUE", "DDMQ_MESSAGE_ID", "DDMQ_WORK_FILE", "DDMQ_DELIVERY"}
 
 
@@ -246,6 +263,33 @@ def test_usage_errors(b, root, argv):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert snapshot(root) == before
+
+
+def test_a_claim_the_filesystem_refuses_is_retried_and_the_worker_goes_on(b, root, out,
+                                                                         tmp_path):
+    msg = b.publish("q", "x")
+    queue = os.path.join(root, "q")
+    # A waiting name of 255 characters: its claimed name would be longer, so
+    # every claim of it fails with ENAMETOOLONG, a StorageError (with one job
+    # free, this once crashed the worker instead of being retried).
+    name, = (entry for entry in os.listdir(queue) if entry.endswith(msg.id))
+    refused = name.replace("ddmq", "ddmq" + "f" * (255 - len(name)))
+    os.rename(os.path.join(queue, name), os.path.join(queue, refused))
+    log = tmp_path / "stderr"
+    with open(log, "w") as stderr:
+        worker = subprocess.Popen(worker_argv(root, "-v", "--max-messages", 1,
+                                              command=RECORD + [out]), stderr=stderr)
+    try:
+        wait_for(lambda: "Could not claim from q" in log.read_text(), timeout=30,
+                 what="a refused claim")
+        os.rename(os.path.join(queue, refused), os.path.join(queue, name))
+        assert worker.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert outputs(out) == {(msg.id, 1): "2:x"}
+    assert b.get_message_list("q") == ([], [])
 
 
 def test_joblog_and_task_timeout(b, root, tmp_path):
