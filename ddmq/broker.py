@@ -12,22 +12,19 @@ on-disk states and the single filesystem operation that moves a message
 between them.  Methods and defaults follow the original ddmq 0.9.14 API.
 """
 
-import json
-import math
-import numbers
 import os
 import stat
 import sys
 import time
 
-from . import (__version__, delayed, fs, history, housekeeping, names, protocol, settings,
-               settling)
+from . import (__version__, admin, delayed, fs, history, housekeeping, names, protocol,
+               publishing, settings, settling)
 from . import wait as waiting
 from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, PermissionDeniedError, QueueNotFoundError, RootError,
                      StorageError)
 from .clock import FilesystemClock
-from .message import Codec, from_file, locate, message, to_file
+from .message import Codec, from_file, locate, message
 from .log import log
 from .queue import Queue
 
@@ -36,59 +33,6 @@ __all__ = ["broker", "DdmqError"]
 
 
 TAKE_OVER_GRACE = settling.TAKE_OVER_GRACE
-
-_ROOT_CONFIG_TEXT = "".join(
-    ["# ddmq root settings: they override the defaults for every queue in this root.\n",
-     "# Uncomment a line to change it; a queue's own ddmq.yaml overrides this file.\n"]
-    + ["# {}: {}    # {}\n".format(key, "null" if value is None else json.dumps(value),
-                                   settings.MEANINGS.get(key, ""))
-       for key, value in settings.DEFAULTS.items() if key != "cleaned"])
-_QUEUE_CONFIG_TEXT = ("# ddmq queue settings: they override the root's ddmq.yaml for this queue.\n"
-                      "# See the root's ddmq.yaml for the keys.\n")
-
-
-def _is_int(value):
-    # type() first: the ABC check costs ~0.5 us and runs several times per message.
-    return type(value) is int or (isinstance(value, numbers.Integral)
-                                  and not isinstance(value, bool))
-
-
-def _check_optional_int(name, value):
-    if value is not None and not (_is_int(value) and value >= 0):
-        raise InvalidInputError("{} must be an integer >= 0, not {!r}".format(name, value), "invalid")
-
-
-def _check_optional_seconds(name, value):
-    if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                                  and value >= 0):
-        raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
-            name, value), "invalid")
-
-
-def _check_delay(delay, now, what="delay"):
-    """Raise InvalidInputError unless ``delay`` is None or seconds >= 0 that end in a name's range."""
-    if delay is None:
-        return
-    if not (isinstance(delay, numbers.Real) and not isinstance(delay, bool) and delay >= 0):
-        raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
-            what, delay), "invalid")
-    names.check_due(now + delay, what)
-
-
-def _not_before(delay, not_before, now):
-    """Return the epoch time before which a new message is not served (None: at once)."""
-    if delay is not None and not_before is not None:
-        raise InvalidInputError("give delay or not_before, not both", "invalid")
-    if delay is not None:
-        _check_delay(delay, now)
-        return now + delay if delay else None
-    if not_before is not None:
-        if not (isinstance(not_before, numbers.Real) and not isinstance(not_before, bool)
-                and not_before >= 0):
-            raise InvalidInputError("not_before must be an epoch time in seconds >= 0, not "
-                                    "{!r}".format(not_before), "invalid")
-        names.check_due(not_before, "not_before")
-    return not_before
 
 
 def _wants_cleaning(clean, skip_cleaning):
@@ -140,10 +84,10 @@ class broker:
                     self.root, settings.CONFIG_NAME), "uninitiated")
             log.info("Initiating root folder %s", self.root)
             self.create_folder(self.root)
-            text = _ROOT_CONFIG_TEXT
+            text = admin.ROOT_CONFIG_TEXT
             if self.umask is not None:
                 text += "umask: '{:03o}'\n".format(self.umask)
-            self._write_new_config(config, text, self.umask)
+            admin.write_new_config(config, text, self.umask)
         self.global_settings = dict(self.default_settings, **self._read_config(config))
         root_umask = fs.parse_umask(self.global_settings["umask"])
         if umask is not None and root_umask != self.umask:
@@ -210,32 +154,20 @@ class broker:
 
     def check_dir(self, path, only_conf=False):
         """Return True if ``path`` holds a ddmq.yaml (and, unless ``only_conf``, a work folder)."""
-        if not _is_kind(os.path.join(path, settings.CONFIG_NAME), stat.S_ISREG):
-            return False
-        return only_conf or _is_kind(os.path.join(path, protocol.WORK_DIR), stat.S_ISDIR)
+        return admin.is_queue_dir(path, only_conf)
 
     def create_folder(self, path):
         """Create the folder ``path`` and its parents (an existing folder is fine).
 
         New folders get the root's ``umask`` setting.
         """
-        try:
-            if self.umask is None:
-                os.makedirs(path, exist_ok=True)
-            else:
-                fs.make_dirs(path, self.umask)
-        except OSError as exc:
-            raise protocol.storage_error(exc, "create folder", path,
-                                         [(_existing_parent(path), "write")]) from None
+        admin.make_folder(path, self.umask)
 
     def create_queue(self, queue):
         """Create ``queue`` (an existing queue is left as it is); return True."""
         queue_dir = self._path(queue)
         log.info("Creating queue %s", queue)
-        for folder in (protocol.WORK_DIR, protocol.TEMP_DIR):
-            self.create_folder(os.path.join(queue_dir, folder))
-        self._write_new_config(os.path.join(queue_dir, settings.CONFIG_NAME), _QUEUE_CONFIG_TEXT,
-                               self.umask)
+        admin.create_queue(queue_dir, self.umask)
         return True
 
     def delete_queue(self, queue):
@@ -245,28 +177,8 @@ class broker:
         not write there.
         """
         queue_dir = self._existing_queue_dir(queue)
-        foreign = list(self._foreign_entries(queue_dir))
-        if foreign:
-            raise DdmqError("not deleting queue {!r}: {} holds files ddmq did not write: {}".format(
-                queue, queue_dir, ", ".join(sorted(foreign)[:5])), "not_empty")
         log.info("Deleting queue %s", queue)
-        self.purge_queue(queue)
-        try:
-            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR, protocol.DELAYED_DIR,
-                           protocol.DUE_DIR):
-                path = os.path.join(queue_dir, folder)
-                for name in _listdir(path):
-                    os.unlink(os.path.join(path, name))
-                if os.path.isdir(path):
-                    os.rmdir(path)
-            os.rmdir(os.path.join(queue_dir, protocol.WORK_DIR))
-            if os.path.exists(os.path.join(queue_dir, settings.CLEANED_NAME)):
-                os.unlink(os.path.join(queue_dir, settings.CLEANED_NAME))
-            os.unlink(os.path.join(queue_dir, settings.CONFIG_NAME))
-            os.rmdir(queue_dir)
-        except OSError as exc:
-            raise protocol.storage_error(exc, "delete queue folder", queue_dir,
-                                         [(self.root, "write"), (queue_dir, "write")]) from None
+        admin.delete_queue(queue, queue_dir, self.root)
         self._forget(queue)
         return True
 
@@ -276,22 +188,12 @@ class broker:
         Delayed messages are deleted too and counted as waiting.
         """
         queue_dir = self._existing_queue_dir(queue)
-        work_dir = os.path.join(queue_dir, protocol.WORK_DIR)
         log.info("Purging queue %s", queue)
-        waiting = sum(protocol.remove(queue_dir, name)
-                      for name in _listdir(queue_dir) if names.READY_NAME.match(name))
-        claimed = sum(protocol.remove(work_dir, name)
-                      for name in _listdir(work_dir) if names.WORK_NAME.match(name))
-        delayed_dir = os.path.join(queue_dir, protocol.DELAYED_DIR)
-        waiting += sum(protocol.remove(delayed_dir, name)
-                       for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
-        return [waiting, claimed]
+        return admin.purge_queue(queue_dir)
 
     def list_queues(self):
         """Return the sorted names of the queues in the root."""
-        return sorted(name for name in _listdir(self.root)
-                      if names.QUEUE_NAME.match(name)
-                      and self.check_dir(os.path.join(self.root, name)))
+        return admin.list_queues(self.root)
 
     def get_message_list(self, queue):
         """Return two lists: the waiting messages in serving order, and the claimed ones."""
@@ -383,39 +285,9 @@ class broker:
                              not_before=not_before)
 
     def _publish(self, queue, texts, clean, **options):
-        """Check the per-message ``options`` once, then publish each of ``texts``.
-
-        ``options`` are message fields (priority, timeout, requeue, ...);
-        returns the messages.
-        """
-        q = self._queue(queue)
-        if options["priority"] is None:
-            options["priority"] = q.settings["priority"]
-        _check_options(queue, options)
-        now = self.clock()
-        not_before = options["not_before"] = _not_before(options.pop("delay"),
-                                                         options["not_before"], now)
-        due = math.ceil(not_before) if not_before is not None and not_before > now else None
-        # Every file is encoded before anything is written: a payload that
-        # cannot be stored changes nothing, not even the cleaning stamp.
-        files = [_new_message(queue, "" if text is None else text, options, now, self._codec)
-                 for text in texts]
-        if clean:
-            self._clean_before(q)
-        fsync = q.settings["fsync"]
-        published = []
-        for msg, ready, data in files:
-            if due is None:
-                protocol.publish(q.dir, ready, data, fsync, q.umask)
-                q.offer(ready)
-            else:
-                delayed = names.delayed_name(due, ready)
-                protocol.delay(q.dir, delayed, data, fsync, q.umask)
-                msg.filename = "{}/{}/{}".format(queue, protocol.DELAYED_DIR, delayed)
-                q.delayed.note(due)
-            published.append(msg)
-        log.debug("Published %d message(s) to %s", len(published), queue)
-        return published
+        """Publish each of ``texts`` with the message fields ``options`` (see ddmq.publishing)."""
+        return publishing.publish(self._queue(queue), texts, options, self.clock(), self._codec,
+                                  self._clean_before if clean else None)
 
     # Topics (see ddmq.topics)
 
@@ -467,11 +339,12 @@ class broker:
 
         names.check_topic_name(topic)
         text = msg_text if msg_text is not None else message
-        return topics.publish(self, topic, "" if text is None else text,
-                              _wants_cleaning(clean, skip_cleaning),
-                              dict(priority=priority, requeue=requeue, requeue_prio=requeue_prio,
-                                   timeout=timeout, requeue_counter=requeue_counter,
-                                   requeue_limit=requeue_limit, dead_letter=dead_letter))
+        options = dict(priority=priority, requeue=requeue, requeue_prio=requeue_prio,
+                       timeout=timeout, requeue_counter=requeue_counter,
+                       requeue_limit=requeue_limit, dead_letter=dead_letter)
+        return topics.publish(self.root, topic, "" if text is None else text, options,
+                              self._queue, self.clock(), self._codec,
+                              self._clean_before if _wants_cleaning(clean, skip_cleaning) else None)
 
     def consume(self, queue, n=1, clean=True, skip_cleaning=None, wait=None, stop=None):
         """Consume up to ``n`` messages from ``queue``, in serving order.
@@ -490,7 +363,7 @@ class broker:
         in ``exc.messages``.
         """
         q = self._queue(queue)
-        if not _is_int(n) or n < 1:
+        if not publishing.is_int(n) or n < 1:
             raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
         wait = waiting.check_wait(wait)
         cleaning = _wants_cleaning(clean, skip_cleaning)
@@ -665,7 +538,7 @@ class broker:
         from . import peek as peeking  # not at the top: start-up time of plain commands
 
         q = self._queue(queue)
-        if not _is_int(n) or n < 1:
+        if not publishing.is_int(n) or n < 1:
             raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
         try:
             peeked = peeking.peek(q.dir, queue, n)
@@ -721,7 +594,7 @@ class broker:
         served again for ``delay`` seconds (default: the queue's
         ``requeue_delay`` with its backoff, see :func:`ddmq.settle.retry_delay`).
         """
-        _check_delay(delay, self.clock())
+        publishing.check_delay(delay, self.clock())
         try:
             reason = history.check_reason(reason)
         except TypeError as exc:
@@ -759,7 +632,7 @@ class broker:
         queue, msg_files = self._work_files(queue, msg_file)
         if len(msg_files) != 1:
             raise InvalidInputError("touch renews one message at a time", "invalid")
-        _check_optional_seconds("timeout", timeout)
+        publishing.check_optional_seconds("timeout", timeout)
         q = self._queue(queue)
         if timeout is None:
             own = msg.timeout if msg is not None else self._own_timeout(q, msg_files[0])
@@ -900,7 +773,7 @@ class broker:
 
     def _check_queue_folder(self, q):
         """Raise QueueNotFoundError if the folder of the Queue ``q`` (or the root) was removed."""
-        if not _is_kind(q.work_dir, stat.S_ISDIR):  # ESTALE retried: not "gone"
+        if not admin.is_kind(q.work_dir, stat.S_ISDIR):  # ESTALE retried: not "gone"
             raise QueueNotFoundError("queue folder {} disappeared".format(q.dir), "no_queue")
 
     def _work_files(self, queue, msg_files):
@@ -1023,104 +896,12 @@ class broker:
             pass
         return self.check_dir(path)
 
-    def _write_new_config(self, path, text, umask):
-        try:
-            fs.write_file(path, text.encode("utf-8"), umask)
-        except FileExistsError:
-            pass  # already initiated, perhaps by another process this very moment
-        except OSError as exc:
-            raise protocol.storage_error(exc, "create", path,
-                                         [(os.path.dirname(path), "write")]) from None
-
-    def _foreign_entries(self, queue_dir):
-        known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,
-                 protocol.QUARANTINE_DIR, protocol.DELAYED_DIR, protocol.DUE_DIR}
-        for name in _listdir(queue_dir):
-            if name not in known and not names.READY_NAME.match(name) \
-                    and not name.startswith("." + settings.CONFIG_NAME):
-                yield name
-        for name in _listdir(os.path.join(queue_dir, protocol.WORK_DIR)):
-            if not names.WORK_NAME.match(name):
-                yield protocol.WORK_DIR + "/" + name
-        for name in _listdir(os.path.join(queue_dir, protocol.DELAYED_DIR)):
-            if not names.DELAYED_NAME.match(name):
-                yield protocol.DELAYED_DIR + "/" + name
-
     def _forget(self, queue):
         self._queues.pop(queue, None)
 
 
-def _check_options(queue, options):
-    """Raise InvalidInputError if a per-message option of publish has a bad value."""
-    for key in ("priority", "requeue_prio", "requeue_limit", "requeue_counter"):
-            _check_optional_int(key, options[key])
-    _check_optional_seconds("timeout", options["timeout"])
-    dead_letter = options.get("dead_letter")
-    if dead_letter is not None:
-        names.check_queue_name(dead_letter)
-        if dead_letter == queue:
-            raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(queue),
-                                    "invalid")
-    if options["requeue"] is not None and not isinstance(options["requeue"], bool):
-        raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
-            options["requeue"]), "invalid")
-
-
-def _new_message(queue, payload, options, now, codec=None, topic=None):
-    """Return a new message, its waiting file name and the bytes of its file.
-
-    ``options`` holds the per-message fields (priority, timeout, ...);
-    ``now`` is the time of publication; ``codec`` (a
-    :class:`~ddmq.message.Codec`, or None) encodes ``payload``; ``topic``
-    is the topic it is published to, if any.
-    """
-    msg_id = _new_id()
-    number = names.new_queue_number()
-    ready = names.ready_name(options["priority"], number, msg_id)
-    msg = message(queue=queue, message=payload, id=msg_id, queue_number=number,
-                  filename=queue + "/" + ready, published_at=now, delivery_count=0,
-                  **options)
-    msg.topic = topic
-    if codec is None:
-        return msg, ready, to_file(msg)
-    msg.message, msg.codec = codec.encode(payload), codec.name
-    try:
-        data = to_file(msg)
-    except InvalidInputError as exc:
-        raise CodecError("codec {} returned a value that cannot be stored: {}".format(
-            codec.name, exc), "codec") from None
-    msg.message = payload  # the caller's copy holds what it published
-    return msg, ready, data
-
-
-# A version 4 uuid: random bits, with the version and variant bits set as uuid4() does.
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def _new_id():
-    """Return a new message id: a random uuid4 as 32 hex digits (as uuid.uuid4().hex)."""
-    return "{:032x}".format(int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
-
-
 def _octal(umask):
     return "null" if umask is None else "{:03o}".format(umask)
-
-
-def _existing_parent(path):
-    """Return the nearest folder above ``path`` that exists (where a mkdir was refused)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
-        parent = os.path.dirname(parent)
-    return parent
-
-
-def _is_kind(path, test):
-    """Return True if ``path`` exists and ``test(st_mode)`` holds (ESTALE retried, not "missing")."""
-    try:
-        return test(protocol.retry_stale(os.stat, path).st_mode)
-    except (OSError, ValueError):
-        return False
 
 
 _listdir = protocol.list_folder

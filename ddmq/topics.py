@@ -26,10 +26,10 @@ import errno
 import os
 
 from . import fs, names, protocol
-# ddmq.broker imports this module only when a topic is used, once it is loaded itself.
-from .broker import _check_options, _new_id, _new_message, log
 from .errors import InvalidInputError
+from .log import log
 from .message import message
+from .publishing import check_options, new_id, new_message
 
 TOPICS_DIR = ".topics"
 
@@ -106,44 +106,46 @@ def _names(folder):
     return sorted(name for name in entries if names.QUEUE_NAME.match(name))
 
 
-def publish(b, topic, payload, clean, options):
+def publish(root, topic, payload, options, open_queue, now, codec=None, before_write=None):
     """Publish ``payload`` to every queue subscribed to ``topic`` now; return the messages.
 
-    ``b`` is the broker, ``options`` the per-message fields of publish.
-    Every subscribed queue is checked (and, if ``b`` may, created), and the
-    options and the payload encoded, before anything is written: bad input
-    or a missing queue changes nothing.
+    ``options`` are the per-message fields of a publish; ``open_queue(name)``
+    returns the :class:`~ddmq.queue.Queue` of a subscriber (creating it if
+    the broker may); ``now`` is the time of publication and ``codec`` the
+    broker's codec.  Every subscribed queue is opened, and the options and
+    the payload encoded, before anything is written: bad input or a missing
+    queue changes nothing.  ``before_write(q)`` (the broker's cleaning) then
+    runs for each queue, before the file is written.
     """
-    queues = subscribers(b.root, topic)
+    queues = subscribers(root, topic)
     if not queues:
         return []
     # Checked before any queue is created: bad options change nothing.
-    _check_options(queues[0], dict(options, priority=options["priority"] or 0))
+    check_options(queues[0], dict(options, priority=options["priority"] or 0))
     if options["dead_letter"] in queues:
         raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(
             options["dead_letter"]), "invalid")
-    subscribed = [b._queue(name) for name in queues]
+    subscribed = [open_queue(name) for name in queues]
     checked = []
     for q in subscribed:
         own = dict(options)
         if own["priority"] is None:
             own["priority"] = q.settings["priority"]
         checked.append(own)
-    first, ready, data = _new_message(subscribed[0].name, payload, checked[0], b.clock(),
-                                      b._codec, topic)
+    first, ready, data = new_message(subscribed[0].name, payload, checked[0], now, codec, topic)
     msgs, targets = [first], [(subscribed[0].dir, ready, subscribed[0].umask)]
     for q, own in zip(subscribed[1:], checked[1:]):
         msg = message.__new__(message)   # a shallow copy, without copy.copy's cost
         msg.__dict__.update(first.__dict__)
-        msg.queue, msg.id, msg.priority = q.name, _new_id(), own["priority"]
+        msg.queue, msg.id, msg.priority = q.name, new_id(), own["priority"]
         msg.queue_number = names.new_queue_number()
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
         msg.filename = q.name + "/" + ready
         msgs.append(msg)
         targets.append((q.dir, ready, q.umask))
-    if clean:
+    if before_write is not None:
         for q in subscribed:
-            b._clean_before(q)
+            before_write(q)
     copies = protocol.publish_linked(targets, data, any(q.settings["fsync"] for q in subscribed))
     for q, (_, ready, _) in zip(subscribed, targets):
         q.offer(ready)
