@@ -12,6 +12,8 @@ on-disk states and the single filesystem operation that moves a message
 between them.  Methods and defaults follow the original ddmq 0.9.14 API.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 import sys
@@ -28,6 +30,21 @@ from .message import Codec, from_file, locate, message
 from .log import log
 from .queue import Queue
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    import logging
+    from threading import Event
+    from typing import Any, Callable, Iterable, Iterator, Literal, overload
+
+    from .consuming import Processing
+    from .message import message as Message
+    from .settings import Settings
+
+    #: A path given by the caller: text or an ``os.PathLike``.
+    StrPath = str | os.PathLike[str]
+    #: The work-file names of consumed messages, as ack and nack take them: one or a sequence.
+    WorkNames = str | list[str] | tuple[str, ...]
+
 __all__ = ["broker", "DdmqError"]
 
 
@@ -35,7 +52,7 @@ __all__ = ["broker", "DdmqError"]
 TAKE_OVER_GRACE = settling.TAKE_OVER_GRACE
 
 
-def _wants_cleaning(clean, skip_cleaning):
+def _wants_cleaning(clean: bool, skip_cleaning: bool | None) -> bool:
     # Upstream later renamed clean=True to skip_cleaning=False; accept both.
     return clean if skip_cleaning is None else not skip_cleaning
 
@@ -56,8 +73,9 @@ class broker:
     root that exists must already have that setting (ConfigError).
     """
 
-    def __init__(self, root, create=False, verbose=False, debug=False, clock=None, codec=None,
-                 umask=None):
+    def __init__(self, root: StrPath, create: bool = False, verbose: bool = False,
+                 debug: bool = False, clock: Callable[[], float] | None = None,
+                 codec: object = None, umask: str | int | None = None) -> None:
         if debug or verbose:
             _log_to_stderr(debug)
         if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
@@ -71,10 +89,10 @@ class broker:
         self.codec = codec
         self._codec = None if codec is None else Codec(codec)
         self.default_settings = dict(settings.DEFAULTS)
-        self.global_settings = {}
+        self.global_settings: Settings = {}
         #: The root's ``umask`` setting as an int (None: the process's umask applies).
         self.umask = fs.parse_umask(umask)
-        self._queues = {}        # name -> Queue, for the queues this broker has used
+        self._queues: dict[str, Queue] = {}        # name -> Queue, for the queues this broker has used
         config = os.path.join(self.root, settings.CONFIG_NAME)
         if not self._is_initiated(config):
             if not create:
@@ -98,23 +116,23 @@ class broker:
         if clock is None and self.global_settings["clock"] == "filesystem":
             self.clock = FilesystemClock(self.root, self.umask)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shown = ("create", "default_settings", "global_settings", "queue_settings", "root")
         return "\n".join("{} = {}".format(key, getattr(self, key)) for key in shown)
 
     @property
-    def queue_settings(self):
+    def queue_settings(self) -> dict[str, Settings]:
         """The merged settings of each queue this broker has loaded, by queue name."""
         return {name: queue.settings for name, queue in self._queues.items()
                 if queue.settings is not None}
 
     # Settings
 
-    def get_config_file(self, queue=""):
+    def get_config_file(self, queue: str = "") -> Settings:
         """Return the settings in the config file of ``queue``, or of the root if empty."""
         return self._read_config(self._config_path(queue))
 
-    def get_settings(self, queue):
+    def get_settings(self, queue: str) -> Settings:
         """Return the settings of ``queue``: defaults, root and queue files merged (cached).
 
         A missing queue is created if the broker was made with ``create=True``,
@@ -122,7 +140,7 @@ class broker:
         """
         return self._queue(queue).settings
 
-    def update_settings_file(self, queue="", package=None):
+    def update_settings_file(self, queue: str = "", package: Settings | None = None) -> None:
         """Update the config file of ``queue`` (the root's if empty) with the dict ``package``."""
         if package is None:
             package = {}  # the original's default: rewrite the file unchanged
@@ -152,25 +170,25 @@ class broker:
 
     # Queues
 
-    def check_dir(self, path, only_conf=False):
+    def check_dir(self, path: str, only_conf: bool = False) -> bool:
         """Return True if ``path`` holds a ddmq.yaml (and, unless ``only_conf``, a work folder)."""
         return admin.is_queue_dir(path, only_conf)
 
-    def create_folder(self, path):
+    def create_folder(self, path: str) -> None:
         """Create the folder ``path`` and its parents (an existing folder is fine).
 
         New folders get the root's ``umask`` setting.
         """
         admin.make_folder(path, self.umask)
 
-    def create_queue(self, queue):
+    def create_queue(self, queue: str) -> bool:
         """Create ``queue`` (an existing queue is left as it is); return True."""
         queue_dir = self._path(queue)
         log.info("Creating queue %s", queue)
         admin.create_queue(queue_dir, self.umask)
         return True
 
-    def delete_queue(self, queue):
+    def delete_queue(self, queue: str) -> bool:
         """Delete ``queue`` with all its messages; return True.
 
         Refuses, changing nothing, if the queue folder holds files ddmq did
@@ -182,7 +200,7 @@ class broker:
         self._forget(queue)
         return True
 
-    def purge_queue(self, queue):
+    def purge_queue(self, queue: str) -> list[int]:
         """Delete every message of ``queue``; return [waiting deleted, claimed deleted].
 
         Delayed messages are deleted too and counted as waiting.
@@ -191,18 +209,18 @@ class broker:
         log.info("Purging queue %s", queue)
         return admin.purge_queue(queue_dir)
 
-    def list_queues(self):
+    def list_queues(self) -> list[str]:
         """Return the sorted names of the queues in the root."""
         return admin.list_queues(self.root)
 
-    def get_message_list(self, queue):
+    def get_message_list(self, queue: str) -> tuple[list[str], list[str]]:
         """Return two lists: the waiting messages in serving order, and the claimed ones."""
         queue_dir = self._existing_queue_dir(queue)
         waiting = sorted(filter(None, map(names.ready_sort_key, _listdir(queue_dir))))
         work = _listdir(os.path.join(queue_dir, protocol.WORK_DIR))
         return [key[-1] for key in waiting], sorted(n for n in work if names.WORK_NAME.match(n))
 
-    def get_delayed_list(self, queue):
+    def get_delayed_list(self, queue: str) -> list[str]:
         """Return the delayed messages of ``queue`` (file names in ``delayed/``), soonest due first.
 
         Names whose due time has passed are waiting to be promoted by the
@@ -211,7 +229,7 @@ class broker:
         delayed_dir = os.path.join(self._existing_queue_dir(queue), protocol.DELAYED_DIR)
         return sorted(name for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
 
-    def stats(self, queue=None):
+    def stats(self, queue: str | None = None) -> dict[str, Any]:
         """Return the figures of ``queue`` as a dict, or of every queue as {name: dict}.
 
         Counted from directory listings and file names only, never reading
@@ -223,7 +241,7 @@ class broker:
             return {name: self._stats(name) for name in self.list_queues()}
         return self._stats(queue)
 
-    def _stats(self, queue, since=None):
+    def _stats(self, queue: str, since: float | None = None) -> dict[str, Any]:
         from . import stats  # not at the top: start-up time of plain commands
 
         q = self._queue(queue)
@@ -232,15 +250,18 @@ class broker:
             else None
         return stats.queue_stats(q.dir, q.settings, self.clock(), dead_dir, since)
 
-    def get_queue_number(self):
+    def get_queue_number(self) -> str:
         """Return a new queue number: the epoch time without its decimal point, 19 digits."""
         return names.new_queue_number()
 
     # Messages
 
-    def publish(self, queue, msg_text=None, priority=None, clean=True, requeue=None,
-                requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                skip_cleaning=None, message=None, dead_letter=None, delay=None, not_before=None):
+    def publish(self, queue: str, msg_text: object = None, priority: int | None = None,
+                clean: bool = True, requeue: bool | None = None, requeue_prio: int | None = None,
+                timeout: float | None = None, requeue_counter: int = 0,
+                requeue_limit: int | None = None, skip_cleaning: bool | None = None,
+                message: object = None, dead_letter: str | None = None,
+                delay: float | None = None, not_before: float | None = None) -> Message:
         """Publish a message to ``queue`` and return a copy of it.
 
         ``priority`` defaults to the queue's setting; ``requeue``,
@@ -262,9 +283,13 @@ class broker:
                              requeue_limit=requeue_limit, dead_letter=dead_letter, delay=delay,
                              not_before=not_before)[0]
 
-    def publish_many(self, queue, texts, priority=None, clean=True, requeue=None,
-                     requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                     skip_cleaning=None, dead_letter=None, delay=None, not_before=None):
+    def publish_many(self, queue: str, texts: Iterable[object], priority: int | None = None,
+                     clean: bool = True, requeue: bool | None = None,
+                     requeue_prio: int | None = None, timeout: float | None = None,
+                     requeue_counter: int = 0, requeue_limit: int | None = None,
+                     skip_cleaning: bool | None = None, dead_letter: str | None = None,
+                     delay: float | None = None, not_before: float | None = None
+                     ) -> list[Message]:
         """Publish every text of the iterable ``texts`` to ``queue``, in order; return the messages.
 
         Takes the options of :meth:`publish`, which apply to every message;
@@ -284,14 +309,15 @@ class broker:
                              requeue_limit=requeue_limit, dead_letter=dead_letter, delay=delay,
                              not_before=not_before)
 
-    def _publish(self, queue, texts, clean, **options):
+    def _publish(self, queue: str, texts: list[object], clean: bool,
+                 **options: Any) -> list[Message]:
         """Publish each of ``texts`` with the message fields ``options`` (see ddmq.publishing)."""
         return publishing.publish(self._queue(queue), texts, options, self.clock(), self._codec,
                                   self._clean_before if clean else None)
 
     # Topics (see ddmq.topics)
 
-    def subscribe(self, topic, queue):
+    def subscribe(self, topic: str, queue: str) -> bool:
         """Subscribe ``queue`` to ``topic``: it gets a copy of every later publish to it.
 
         A missing queue is created if the broker was made with
@@ -304,7 +330,7 @@ class broker:
         self._queue(queue)
         return topics.subscribe(self.root, topic, queue, self.umask)
 
-    def unsubscribe(self, topic, queue):
+    def unsubscribe(self, topic: str, queue: str) -> bool:
         """Unsubscribe ``queue`` from ``topic``; return True, or False if it was not subscribed.
 
         The queue keeps the messages it has; later publishes skip it.
@@ -313,16 +339,19 @@ class broker:
 
         return topics.unsubscribe(self.root, topic, queue)
 
-    def subscriptions(self, topic=None):
+    def subscriptions(self, topic: str | None = None) -> dict[str, list[str]]:
         """Return ``{topic: [queue, ...]}``, sorted: every topic's subscribers, or ``topic``'s."""
         from . import topics
 
         chosen = topics.topics(self.root) if topic is None else [topic]
         return {name: topics.subscribers(self.root, name) for name in chosen}
 
-    def publish_topic(self, topic, msg_text=None, priority=None, clean=True, requeue=None,
-                      requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                      skip_cleaning=None, message=None, dead_letter=None):
+    def publish_topic(self, topic: str, msg_text: object = None, priority: int | None = None,
+                      clean: bool = True, requeue: bool | None = None,
+                      requeue_prio: int | None = None, timeout: float | None = None,
+                      requeue_counter: int = 0, requeue_limit: int | None = None,
+                      skip_cleaning: bool | None = None, message: object = None,
+                      dead_letter: str | None = None) -> list[Message]:
         """Publish a message to every queue subscribed to ``topic``; return the messages.
 
         Takes the options of :meth:`publish`; each queue gets one copy with
@@ -346,7 +375,20 @@ class broker:
                               self._queue, self.clock(), self._codec,
                               self._clean_before if _wants_cleaning(clean, skip_cleaning) else None)
 
-    def consume(self, queue, n=1, clean=True, skip_cleaning=None, wait=None, stop=None):
+    if TYPE_CHECKING:  # the overloads: what n=1 returns, for type checkers
+        @overload
+        def consume(self, queue: str, n: Literal[1] = 1, clean: bool = True,
+                    skip_cleaning: bool | None = None, wait: float | None = None,
+                    stop: Event | None = None) -> Message | None: ...
+
+        @overload
+        def consume(self, queue: str, n: int, clean: bool = True,
+                    skip_cleaning: bool | None = None, wait: float | None = None,
+                    stop: Event | None = None) -> Message | list[Message] | None: ...
+
+    def consume(self, queue: str, n: int = 1, clean: bool = True,
+                skip_cleaning: bool | None = None, wait: float | None = None,
+                stop: Event | None = None) -> Message | list[Message] | None:
         """Consume up to ``n`` messages from ``queue``, in serving order.
 
         Each is claimed into the work folder with its expiry in its name
@@ -372,7 +414,7 @@ class broker:
         self._promote_due(q)
         consumed = self._claim(q, n)
         if not consumed and wait and not (stop is not None and stop.is_set()):
-            def attempt():
+            def attempt() -> list[Message]:
                 if cleaning:
                     self._clean_before(q)  # a long wait still requeues expired messages
                 self._promote_due(q)       # and still serves delayed messages once due
@@ -388,11 +430,12 @@ class broker:
             return consumed[0] if consumed else None
         return consumed
 
-    def _promote_due(self, q, force=False):
+    def _promote_due(self, q: Queue, force: bool = False) -> int:
         """Make the due delayed messages of the Queue ``q`` waiting (see :mod:`ddmq.delayed`)."""
         return delayed.promote_due(q, self.clock(), TAKE_OVER_GRACE, force)
 
-    def messages(self, queue, wait=None, max_messages=None, stop=None):
+    def messages(self, queue: str, wait: float | None = None, max_messages: int | None = None,
+                 stop: Event | None = None) -> Iterator[Message]:
         """Return an iterator over messages consumed from ``queue`` one at a time; the caller acks.
 
         Each step is ``consume(queue, wait=wait, stop=stop)``; the iteration
@@ -404,7 +447,8 @@ class broker:
 
         return consuming.messages(self, queue, wait, max_messages, stop)
 
-    def processing(self, queue, wait=None, heartbeat=True, stop=None):
+    def processing(self, queue: str, wait: float | None = None, heartbeat: bool = True,
+                   stop: Event | None = None) -> Processing:
         """Return a context manager giving one consumed message (or None if none came in time).
 
         The message is acked when the ``with`` block ends normally and
@@ -417,8 +461,9 @@ class broker:
 
         return consuming.Processing(self, queue, wait, heartbeat, stop)
 
-    def work(self, queue, func, jobs=1, max_messages=None, idle_exit=None, heartbeat=True,
-             stop=None):
+    def work(self, queue: str, func: Callable[[Message], object], jobs: int = 1,
+             max_messages: int | None = None, idle_exit: float | None = None,
+             heartbeat: bool = True, stop: Event | None = None) -> dict[str, int]:
         """Run ``func(msg)`` for each message of ``queue`` in ``jobs`` threads; return the counts.
 
         A message is acked when ``func`` returns, nacked when it raises, its
@@ -432,11 +477,12 @@ class broker:
 
         return consuming.work(self, queue, func, jobs, max_messages, idle_exit, heartbeat, stop)
 
-    def _claim(self, q, n):
+    def _claim(self, q: Queue, n: int) -> list[Message]:
         """Claim and read up to ``n`` waiting messages of the Queue ``q``; return them."""
         conf, scanner = q.settings, q.scanner
-        consumed = []
-        lost, relisted = set(), 0
+        consumed: list[Message] = []
+        lost: set[str] = set()
+        relisted = 0
         while len(consumed) < n:
             try:
                 with q.lock:
@@ -481,15 +527,27 @@ class broker:
             self._check_queue_folder(q)
         return consumed
 
-    def _decode(self, msg, before):
+    def _decode(self, msg: Message, before: Iterable[Message]) -> None:
         """Apply the codec to ``msg``; a CodecError names it and carries the ``before`` messages."""
+        if self._codec is None:
+            return
         try:
             self._codec.decode(msg)
         except CodecError as exc:
             exc.filename, exc.messages = msg.filename, list(before)
             raise
 
-    def pop(self, queue, n=1, clean=True, skip_cleaning=None, wait=None):
+    if TYPE_CHECKING:  # the overloads: what n=1 returns, for type checkers
+        @overload
+        def pop(self, queue: str, n: Literal[1] = 1, clean: bool = True,
+                skip_cleaning: bool | None = None, wait: float | None = None) -> Message | None: ...
+
+        @overload
+        def pop(self, queue: str, n: int, clean: bool = True, skip_cleaning: bool | None = None,
+                wait: float | None = None) -> Message | list[Message] | None: ...
+
+    def pop(self, queue: str, n: int = 1, clean: bool = True, skip_cleaning: bool | None = None,
+            wait: float | None = None) -> Message | list[Message] | None:
         """Consume up to ``n`` messages and delete them at once: at-most-once delivery.
 
         Takes the arguments of :meth:`consume` and returns the same (one
@@ -506,12 +564,12 @@ class broker:
             # the error; the failing one stays claimed (see consume).
             exc.messages = self._delete_popped(queue, exc.messages)
             raise
-        if n != 1:
+        if isinstance(popped, list):
             return self._delete_popped(queue, popped)
         kept = self._delete_popped(queue, [popped]) if popped else []
         return kept[0] if kept else None
 
-    def _delete_popped(self, queue, msgs):
+    def _delete_popped(self, queue: str, msgs: Iterable[Message]) -> list[Message]:
         q = self._queue(queue)
         kept = []
         for msg in msgs:
@@ -524,7 +582,14 @@ class broker:
                             queue, msg.filename)
         return kept
 
-    def peek(self, queue, n=1):
+    if TYPE_CHECKING:  # the overloads: what n=1 returns, for type checkers
+        @overload
+        def peek(self, queue: str, n: Literal[1] = 1) -> Message | None: ...
+
+        @overload
+        def peek(self, queue: str, n: int) -> Message | list[Message] | None: ...
+
+    def peek(self, queue: str, n: int = 1) -> Message | list[Message] | None:
         """Return up to ``n`` waiting messages of ``queue`` in serving order, without claiming them.
 
         Returns one message or None if ``n`` is 1, else a list (possibly
@@ -556,7 +621,9 @@ class broker:
             return peeked[0] if peeked else None
         return peeked
 
-    def ack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None):
+    def ack(self, queue: str | Message, msg_files: WorkNames | None = None,
+            requeue: bool | None = None, clean: bool = True,
+            skip_cleaning: bool | None = None) -> list[str]:
         """Acknowledge consumed messages: delete them (or requeue them if ``requeue`` is True).
 
         ``queue`` is a queue name with ``msg_files`` one work-file name or a
@@ -582,8 +649,10 @@ class broker:
                             "took it, so it will be delivered again", queue, work)
         return acked
 
-    def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None,
-             reason=None, delay=None):
+    def nack(self, queue: str | Message, msg_files: WorkNames | None = None,
+             requeue: bool | None = None, clean: bool = True,
+             skip_cleaning: bool | None = None, reason: str | None = None,
+             delay: float | None = None) -> list[str]:
         """Negatively acknowledge consumed messages: requeue or delete them.
 
         ``requeue`` True forces a requeue, False a delete; None follows the
@@ -613,7 +682,8 @@ class broker:
                             "took it", queue, work)
         return nacked
 
-    def touch(self, queue, msg_file=None, timeout=None):
+    def touch(self, queue: str | Message, msg_file: str | None = None,
+              timeout: float | None = None) -> str:
         """Renew the lease of a consumed message this process holds; return its new work name.
 
         ``queue`` and ``msg_file`` name the message as for :meth:`ack`, or
@@ -648,7 +718,7 @@ class broker:
             msg.filename = new
         return new
 
-    def _own_timeout(self, q, work):
+    def _own_timeout(self, q: Queue, work: str) -> float | None:
         """Return the timeout field of the claimed message ``work`` (None: unset, unreadable, gone)."""
         try:
             found = from_file(protocol.read_claimed(q.dir, work))
@@ -656,7 +726,8 @@ class broker:
             return None  # gone: the rename that follows says so
         return found.timeout if found is not None else None
 
-    def requeue_message(self, path, msg=None):
+    def requeue_message(self, path: StrPath | Message | None,
+                        msg: Message | None = None) -> bool:
         """Requeue the consumed message at ``path`` (a work-file path or message); return True."""
         queue, directory, name = self._resolve(msg if path is None else path)
         if directory != protocol.WORK_DIR:
@@ -665,7 +736,7 @@ class broker:
             raise MessageNotFoundError("message {}/work/{} is gone".format(queue, name), "not_found")
         return True
 
-    def clean(self, queue, force=False):
+    def clean(self, queue: str, force: bool = False) -> bool:
         """Requeue or delete the expired messages of ``queue``'s work folder.
 
         Runs at most once per 60 s per queue (across processes, through the
@@ -674,10 +745,10 @@ class broker:
         """
         return self._clean(self._queue(queue), force)
 
-    def _clean(self, q, force=False):
+    def _clean(self, q: Queue, force: bool = False) -> bool:
         return housekeeping.clean(self, q, force)
 
-    def _clean_before(self, q):
+    def _clean_before(self, q: Queue) -> None:
         """Clean ``queue`` before another operation, which a failed cleaning must not block.
 
         On a full or read-only disk the "cleaned" stamp or a requeue cannot be
@@ -690,12 +761,12 @@ class broker:
         except StorageError as exc:
             log.warning("Could not clean queue %s: %s", q.name, exc)
 
-    def clean_all(self):
+    def clean_all(self) -> None:
         """Clean every queue in the root."""
         for queue in self.list_queues():
             self.clean(queue)
 
-    def get_message(self, path):
+    def get_message(self, path: StrPath | Message) -> Message:
         """Return the message at ``path``: a path to a waiting or consumed message file."""
         queue, directory, name = self._resolve(path)
         full = os.path.join(self.root, queue, directory, name)
@@ -716,7 +787,7 @@ class broker:
             self._decode(msg, [])
         return msg
 
-    def delete_message(self, path):
+    def delete_message(self, path: StrPath | Message) -> bool:
         """Delete the message at ``path`` (a path or a message object); return True."""
         queue, directory, name = self._resolve(path)
         self._existing_queue_dir(queue)  # never create a queue just to find it empty
@@ -725,18 +796,20 @@ class broker:
             raise MessageNotFoundError("no message {}/{}".format(queue, name), "not_found")
         return True
 
-    def version(self):
+    def version(self) -> str:
         """Return the ddmq version."""
         return __version__
 
     # Helpers
 
-    def _settle(self, q, work, requeue, reason=None, delay=None):
+    def _settle(self, q: Queue, work: str, requeue: bool | None, reason: str | None = None,
+                delay: float | None = None) -> bool:
         """Take over the claimed message ``work`` of the Queue ``q`` and settle it (see
         :mod:`ddmq.settling`); return False if another process took it first."""
         return settling.settle(self, q, work, requeue, reason, delay)
 
-    def redrive(self, dead_queue, to=None, n=None):
+    def redrive(self, dead_queue: str, to: str | None = None,
+                n: int | None = None) -> list[Message]:
         """Send the waiting messages of ``dead_queue`` back to where they came from; return them.
 
         Each goes to the queue it was dead-lettered from (or to ``to``),
@@ -752,7 +825,7 @@ class broker:
 
         return deadletter.redrive(self, dead_queue, to, n)
 
-    def _read_owned(self, q, work):
+    def _read_owned(self, q: Queue, work: str) -> Message | None:
         """Read a message we own; quarantine it and return None if it is corrupt or gone."""
         try:
             data = protocol.read_claimed(q.dir, work)
@@ -761,7 +834,7 @@ class broker:
         except PermissionDeniedError as exc:
             if not protocol.release(q.dir, work, q.settings["fsync"]):  # unread, it waits again
                 raise
-            ready = q.dir + "/" + names.parse_work_name(work)[1]
+            ready = q.dir + "/" + _ready_of(work)
             raise fs.permission_error(exc, "read (left waiting)", ready,
                                       [(ready, "read")]) from None
         msg = from_file(data)
@@ -769,32 +842,34 @@ class broker:
             where = protocol.quarantine(q.dir, work, q.settings["fsync"], q.umask)
             log.warning("Message file %s/work/%s is corrupt; moved to %s", q.name, work, where)
             return None
-        return locate(msg, q.name, names.parse_work_name(work)[1])
+        return locate(msg, q.name, _ready_of(work))
 
-    def _check_queue_folder(self, q):
+    def _check_queue_folder(self, q: Queue) -> None:
         """Raise QueueNotFoundError if the folder of the Queue ``q`` (or the root) was removed."""
         if not admin.is_kind(q.work_dir, stat.S_ISDIR):  # ESTALE retried: not "gone"
             raise QueueNotFoundError("queue folder {} disappeared".format(q.dir), "no_queue")
 
-    def _work_files(self, queue, msg_files):
+    def _work_files(self, queue: str | Message,
+                    msg_files: WorkNames | None) -> tuple[str, list[str]]:
         """Return (queue, [work names]) from ack/nack arguments, validating every name first."""
         if isinstance(queue, message):
-            queue, msg_files = queue.queue, queue.filename
-        names.check_queue_name(queue)
+            name, msg_files = queue.queue, queue.filename
+        else:
+            name = queue
+        names.check_queue_name(name)
         if msg_files is None or msg_files == []:
-            raise InvalidInputError("no message file names given for queue {!r}".format(queue),
+            raise InvalidInputError("no message file names given for queue {!r}".format(name),
                                     "invalid")
-        if not isinstance(msg_files, (list, tuple)):
-            msg_files = [msg_files]
-        for name in msg_files:
-            if not isinstance(name, str) or not names.WORK_NAME.match(name):
+        works = list(msg_files) if isinstance(msg_files, (list, tuple)) else [msg_files]
+        for work in works:
+            if not isinstance(work, str) or not names.WORK_NAME.match(work):
                 raise InvalidInputError(
                     "{!r} is not the name of a consumed message in queue {!r} (expected "
-                    "<expiry>.<priority>.<number>.ddmq<id>, no folders)".format(name, queue),
+                    "<expiry>.<priority>.<number>.ddmq<id>, no folders)".format(work, name),
                     "invalid")
-        return queue, list(msg_files)
+        return name, works
 
-    def _resolve(self, path):
+    def _resolve(self, path: StrPath | Message | None) -> tuple[str, str, str]:
         """Return (queue, '' or 'work', name) for a message path or object inside this root."""
         if isinstance(path, message):
             if not path.filename or not path.queue:
@@ -827,11 +902,11 @@ class broker:
         raise InvalidInputError("{!r} is not a message file of a queue in {}".format(
             path, self.root), "invalid")
 
-    def _path(self, queue):
+    def _path(self, queue: str) -> str:
         """Return the folder of ``queue``, checking the name."""
         return os.path.join(self.root, names.check_queue_name(queue))
 
-    def _queue(self, name):
+    def _queue(self, name: str) -> Queue:
         """Return the Queue object of ``name`` with its settings merged (cached).
 
         A missing queue is created if the broker was made with ``create=True``,
@@ -859,25 +934,25 @@ class broker:
             q.reload(merged)
         return q
 
-    def _existing_queue_dir(self, queue):
+    def _existing_queue_dir(self, queue: str) -> str:
         queue_dir = self._path(queue)
         if not self._is_queue(queue_dir):
             raise QueueNotFoundError("queue {!r} does not exist in {}".format(queue, self.root),
                                      "no_queue")
         return queue_dir
 
-    def _config_path(self, queue):
+    def _config_path(self, queue: str) -> str:
         if queue:
             return os.path.join(self._path(queue), settings.CONFIG_NAME)
         return os.path.join(self.root, settings.CONFIG_NAME)
 
-    def _read_config(self, path):
+    def _read_config(self, path: str) -> Settings:
         try:
             return settings.read(path)
         except FileNotFoundError:
             raise ConfigError("config file {} is missing".format(path), "config") from None
 
-    def _is_initiated(self, config):
+    def _is_initiated(self, config: str) -> bool:
         """Return True if the root's ``config`` file exists; a refused look is an error."""
         try:
             return stat.S_ISREG(protocol.retry_stale(os.stat, config).st_mode)
@@ -886,7 +961,7 @@ class broker:
         except (OSError, ValueError):
             return False
 
-    def _is_queue(self, path):
+    def _is_queue(self, path: str) -> bool:
         """Return :meth:`check_dir` of the queue folder ``path``; a refused look is an error."""
         try:
             os.stat(os.path.join(path, settings.CONFIG_NAME))
@@ -896,21 +971,27 @@ class broker:
             pass
         return self.check_dir(path)
 
-    def _forget(self, queue):
+    def _forget(self, queue: str) -> None:
         self._queues.pop(queue, None)
 
 
-def _octal(umask):
+def _ready_of(work: str) -> str:
+    """Return the waiting name inside the name of a claim this process made (so a valid one)."""
+    parsed = names.parse_work_name(work)
+    return parsed[1] if parsed else work
+
+
+def _octal(umask: int | None) -> str:
     return "null" if umask is None else "{:03o}".format(umask)
 
 
 _listdir = protocol.list_folder
 
 
-_stderr_handler = None
+_stderr_handler: logging.Handler | None = None
 
 
-def _log_to_stderr(debug):
+def _log_to_stderr(debug: bool) -> None:
     global _stderr_handler
     import logging
 

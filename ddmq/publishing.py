@@ -43,7 +43,7 @@ def is_int(value: object) -> TypeGuard[int]:
 
 
 def _is_seconds(value: object) -> TypeGuard[float]:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value) >= 0
 
 
 def check_optional_int(name: str, value: object) -> None:

@@ -22,6 +22,8 @@ Every later move (claim, ack, requeue, dead-letter) renames or unlinks one
 name and so touches one queue's copy only.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 
@@ -31,15 +33,22 @@ from .log import log
 from .message import message
 from .publishing import check_options, new_id, new_message
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Any, Callable, Optional
+
+    from .message import Codec
+    from .queue import Queue
+
 TOPICS_DIR = ".topics"
 
 
-def topic_dir(root, topic):
+def topic_dir(root: str, topic: str) -> str:
     """Return the folder of ``topic``'s subscriptions (the name is checked)."""
     return "{}/{}/{}".format(root, TOPICS_DIR, names.check_topic_name(topic))
 
 
-def subscribe(root, topic, queue, umask=None):
+def subscribe(root: str, topic: str, queue: str, umask: Optional[int] = None) -> bool:
     """Create the subscription of ``queue`` to ``topic``; False if it existed already.
 
     ``umask`` is the root's ``umask`` setting, for the files and folders made.
@@ -62,7 +71,7 @@ def subscribe(root, topic, queue, umask=None):
     return False
 
 
-def _make_dirs(root, folder, umask):
+def _make_dirs(root: str, folder: str, umask: Optional[int]) -> None:
     # Never makedirs: a root removed meanwhile must stay gone.
     for path in (root + "/" + TOPICS_DIR, folder):
         try:
@@ -73,7 +82,7 @@ def _make_dirs(root, folder, umask):
             raise protocol.storage_error(exc, "create folder", path) from None
 
 
-def unsubscribe(root, topic, queue):
+def unsubscribe(root: str, topic: str, queue: str) -> bool:
     """Remove the subscription of ``queue`` to ``topic``; False if there was none."""
     path = topic_dir(root, topic) + "/" + names.check_queue_name(queue)
     try:
@@ -85,17 +94,17 @@ def unsubscribe(root, topic, queue):
     return True
 
 
-def subscribers(root, topic):
+def subscribers(root: str, topic: str) -> list[str]:
     """Return the sorted names of the queues subscribed to ``topic`` now."""
     return _names(topic_dir(root, topic))
 
 
-def topics(root):
+def topics(root: str) -> list[str]:
     """Return the sorted names of the topics that have (or had) a subscription folder."""
     return _names(root + "/" + TOPICS_DIR)
 
 
-def _names(folder):
+def _names(folder: str) -> list[str]:
     try:
         entries = protocol.retry_stale(os.listdir, folder)
     except FileNotFoundError:
@@ -106,7 +115,9 @@ def _names(folder):
     return sorted(name for name in entries if names.QUEUE_NAME.match(name))
 
 
-def publish(root, topic, payload, options, open_queue, now, codec=None, before_write=None):
+def publish(root: str, topic: str, payload: object, options: dict[str, Any],
+            open_queue: Callable[[str], Queue], now: float, codec: Optional[Codec] = None,
+            before_write: Optional[Callable[[Queue], None]] = None) -> list[message]:
     """Publish ``payload`` to every queue subscribed to ``topic`` now; return the messages.
 
     ``options`` are the per-message fields of a publish; ``open_queue(name)``
