@@ -189,15 +189,19 @@ class broker:
         return True
 
     def delete_queue(self, queue: str) -> bool:
-        """Delete ``queue`` with all its messages; return True.
+        """Delete ``queue`` with all its messages and its topic subscriptions; return True.
 
         Refuses, changing nothing, if the queue folder holds files ddmq did
         not write there.
         """
+        from . import topics  # not at the top: start-up time of plain commands
+
         queue_dir = self._existing_queue_dir(queue)
         log.info("Deleting queue %s", queue)
         admin.delete_queue(queue, queue_dir, self.root)
         self._forget(queue)
+        for topic in topics.forget_queue(self.root, queue):
+            log.info("Unsubscribed deleted queue %s from topic %s", queue, topic)
         return True
 
     def purge_queue(self, queue: str) -> list[int]:

@@ -28,7 +28,7 @@ import errno
 import os
 
 from . import fs, names, protocol
-from .errors import InvalidInputError
+from .errors import InvalidInputError, QueueNotFoundError
 from .log import log
 from .message import message
 from .publishing import check_options, new_id, new_message
@@ -94,6 +94,11 @@ def unsubscribe(root: str, topic: str, queue: str) -> bool:
     return True
 
 
+def forget_queue(root: str, queue: str) -> list[str]:
+    """Remove every subscription of ``queue`` (a queue being deleted); return the topics."""
+    return [topic for topic in topics(root) if unsubscribe(root, topic, queue)]
+
+
 def subscribers(root: str, topic: str) -> list[str]:
     """Return the sorted names of the queues subscribed to ``topic`` now."""
     return _names(topic_dir(root, topic))
@@ -136,7 +141,12 @@ def publish(root: str, topic: str, payload: object, options: dict[str, Any],
     if options["dead_letter"] in queues:
         raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(
             options["dead_letter"]), "invalid")
-    subscribed = [open_queue(name) for name in queues]
+    try:
+        subscribed = [open_queue(name) for name in queues]
+    except QueueNotFoundError as exc:
+        # A queue removed without ddmq (delete_queue unsubscribes it).
+        raise QueueNotFoundError("{}: it is subscribed to topic {!r}; create it again or "
+                                 "unsubscribe it".format(exc, topic), exc.error) from None
     checked = []
     for q in subscribed:
         own = dict(options)
