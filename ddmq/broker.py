@@ -12,24 +12,38 @@ on-disk states and the single filesystem operation that moves a message
 between them.  Methods and defaults follow the original ddmq 0.9.14 API.
 """
 
-import json
-import math
-import numbers
+from __future__ import annotations
+
 import os
 import stat
 import sys
 import time
 
-from . import (__version__, delayed, fs, history, housekeeping, names, protocol, settings,
-               settling)
+from . import (__version__, admin, delayed, fs, history, housekeeping, names, protocol,
+               publishing, settings, settling)
 from . import wait as waiting
 from .errors import (CodecError, ConfigError, DdmqError, InvalidInputError, LeaseLostError,
                      MessageNotFoundError, PermissionDeniedError, QueueNotFoundError, RootError,
                      StorageError)
 from .clock import FilesystemClock
-from .message import Codec, from_file, locate, message, to_file
+from .message import Codec, from_file, locate, message
 from .log import log
 from .queue import Queue
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    import logging
+    from threading import Event
+    from typing import Any, Callable, Iterable, Iterator, Literal, overload
+
+    from .consuming import Processing
+    from .message import message as Message
+    from .settings import Settings
+
+    #: A path given by the caller: text or an ``os.PathLike``.
+    StrPath = str | os.PathLike[str]
+    #: The work-file names of consumed messages, as ack and nack take them: one or a sequence.
+    WorkNames = str | list[str] | tuple[str, ...]
 
 __all__ = ["broker", "DdmqError"]
 
@@ -37,61 +51,8 @@ __all__ = ["broker", "DdmqError"]
 
 TAKE_OVER_GRACE = settling.TAKE_OVER_GRACE
 
-_ROOT_CONFIG_TEXT = "".join(
-    ["# ddmq root settings: they override the defaults for every queue in this root.\n",
-     "# Uncomment a line to change it; a queue's own ddmq.yaml overrides this file.\n"]
-    + ["# {}: {}    # {}\n".format(key, "null" if value is None else json.dumps(value),
-                                   settings.MEANINGS.get(key, ""))
-       for key, value in settings.DEFAULTS.items() if key != "cleaned"])
-_QUEUE_CONFIG_TEXT = ("# ddmq queue settings: they override the root's ddmq.yaml for this queue.\n"
-                      "# See the root's ddmq.yaml for the keys.\n")
 
-
-def _is_int(value):
-    # type() first: the ABC check costs ~0.5 us and runs several times per message.
-    return type(value) is int or (isinstance(value, numbers.Integral)
-                                  and not isinstance(value, bool))
-
-
-def _check_optional_int(name, value):
-    if value is not None and not (_is_int(value) and value >= 0):
-        raise InvalidInputError("{} must be an integer >= 0, not {!r}".format(name, value), "invalid")
-
-
-def _check_optional_seconds(name, value):
-    if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                                  and value >= 0):
-        raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
-            name, value), "invalid")
-
-
-def _check_delay(delay, now, what="delay"):
-    """Raise InvalidInputError unless ``delay`` is None or seconds >= 0 that end in a name's range."""
-    if delay is None:
-        return
-    if not (isinstance(delay, numbers.Real) and not isinstance(delay, bool) and delay >= 0):
-        raise InvalidInputError("{} must be a number of seconds >= 0, not {!r}".format(
-            what, delay), "invalid")
-    names.check_due(now + delay, what)
-
-
-def _not_before(delay, not_before, now):
-    """Return the epoch time before which a new message is not served (None: at once)."""
-    if delay is not None and not_before is not None:
-        raise InvalidInputError("give delay or not_before, not both", "invalid")
-    if delay is not None:
-        _check_delay(delay, now)
-        return now + delay if delay else None
-    if not_before is not None:
-        if not (isinstance(not_before, numbers.Real) and not isinstance(not_before, bool)
-                and not_before >= 0):
-            raise InvalidInputError("not_before must be an epoch time in seconds >= 0, not "
-                                    "{!r}".format(not_before), "invalid")
-        names.check_due(not_before, "not_before")
-    return not_before
-
-
-def _wants_cleaning(clean, skip_cleaning):
+def _wants_cleaning(clean: bool, skip_cleaning: bool | None) -> bool:
     # Upstream later renamed clean=True to skip_cleaning=False; accept both.
     return clean if skip_cleaning is None else not skip_cleaning
 
@@ -112,8 +73,9 @@ class broker:
     root that exists must already have that setting (ConfigError).
     """
 
-    def __init__(self, root, create=False, verbose=False, debug=False, clock=None, codec=None,
-                 umask=None):
+    def __init__(self, root: StrPath, create: bool = False, verbose: bool = False,
+                 debug: bool = False, clock: Callable[[], float] | None = None,
+                 codec: object = None, umask: str | int | None = None) -> None:
         if debug or verbose:
             _log_to_stderr(debug)
         if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
@@ -127,10 +89,10 @@ class broker:
         self.codec = codec
         self._codec = None if codec is None else Codec(codec)
         self.default_settings = dict(settings.DEFAULTS)
-        self.global_settings = {}
+        self.global_settings: Settings = {}
         #: The root's ``umask`` setting as an int (None: the process's umask applies).
         self.umask = fs.parse_umask(umask)
-        self._queues = {}        # name -> Queue, for the queues this broker has used
+        self._queues: dict[str, Queue] = {}        # name -> Queue, for the queues this broker has used
         config = os.path.join(self.root, settings.CONFIG_NAME)
         if not self._is_initiated(config):
             if not create:
@@ -140,10 +102,10 @@ class broker:
                     self.root, settings.CONFIG_NAME), "uninitiated")
             log.info("Initiating root folder %s", self.root)
             self.create_folder(self.root)
-            text = _ROOT_CONFIG_TEXT
+            text = admin.ROOT_CONFIG_TEXT
             if self.umask is not None:
                 text += "umask: '{:03o}'\n".format(self.umask)
-            self._write_new_config(config, text, self.umask)
+            admin.write_new_config(config, text, self.umask)
         self.global_settings = dict(self.default_settings, **self._read_config(config))
         root_umask = fs.parse_umask(self.global_settings["umask"])
         if umask is not None and root_umask != self.umask:
@@ -154,23 +116,23 @@ class broker:
         if clock is None and self.global_settings["clock"] == "filesystem":
             self.clock = FilesystemClock(self.root, self.umask)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shown = ("create", "default_settings", "global_settings", "queue_settings", "root")
         return "\n".join("{} = {}".format(key, getattr(self, key)) for key in shown)
 
     @property
-    def queue_settings(self):
+    def queue_settings(self) -> dict[str, Settings]:
         """The merged settings of each queue this broker has loaded, by queue name."""
         return {name: queue.settings for name, queue in self._queues.items()
                 if queue.settings is not None}
 
     # Settings
 
-    def get_config_file(self, queue=""):
+    def get_config_file(self, queue: str = "") -> Settings:
         """Return the settings in the config file of ``queue``, or of the root if empty."""
         return self._read_config(self._config_path(queue))
 
-    def get_settings(self, queue):
+    def get_settings(self, queue: str) -> Settings:
         """Return the settings of ``queue``: defaults, root and queue files merged (cached).
 
         A missing queue is created if the broker was made with ``create=True``,
@@ -178,7 +140,7 @@ class broker:
         """
         return self._queue(queue).settings
 
-    def update_settings_file(self, queue="", package=None):
+    def update_settings_file(self, queue: str = "", package: Settings | None = None) -> None:
         """Update the config file of ``queue`` (the root's if empty) with the dict ``package``."""
         if package is None:
             package = {}  # the original's default: rewrite the file unchanged
@@ -208,99 +170,61 @@ class broker:
 
     # Queues
 
-    def check_dir(self, path, only_conf=False):
+    def check_dir(self, path: str, only_conf: bool = False) -> bool:
         """Return True if ``path`` holds a ddmq.yaml (and, unless ``only_conf``, a work folder)."""
-        if not _is_kind(os.path.join(path, settings.CONFIG_NAME), stat.S_ISREG):
-            return False
-        return only_conf or _is_kind(os.path.join(path, protocol.WORK_DIR), stat.S_ISDIR)
+        return admin.is_queue_dir(path, only_conf)
 
-    def create_folder(self, path):
+    def create_folder(self, path: str) -> None:
         """Create the folder ``path`` and its parents (an existing folder is fine).
 
         New folders get the root's ``umask`` setting.
         """
-        try:
-            if self.umask is None:
-                os.makedirs(path, exist_ok=True)
-            else:
-                fs.make_dirs(path, self.umask)
-        except OSError as exc:
-            raise protocol.storage_error(exc, "create folder", path,
-                                         [(_existing_parent(path), "write")]) from None
+        admin.make_folder(path, self.umask)
 
-    def create_queue(self, queue):
+    def create_queue(self, queue: str) -> bool:
         """Create ``queue`` (an existing queue is left as it is); return True."""
         queue_dir = self._path(queue)
         log.info("Creating queue %s", queue)
-        for folder in (protocol.WORK_DIR, protocol.TEMP_DIR):
-            self.create_folder(os.path.join(queue_dir, folder))
-        self._write_new_config(os.path.join(queue_dir, settings.CONFIG_NAME), _QUEUE_CONFIG_TEXT,
-                               self.umask)
+        admin.create_queue(queue_dir, self.umask)
         return True
 
-    def delete_queue(self, queue):
-        """Delete ``queue`` with all its messages; return True.
+    def delete_queue(self, queue: str) -> bool:
+        """Delete ``queue`` with all its messages and its topic subscriptions; return True.
 
         Refuses, changing nothing, if the queue folder holds files ddmq did
         not write there.
         """
+        from . import topics  # not at the top: start-up time of plain commands
+
         queue_dir = self._existing_queue_dir(queue)
-        foreign = list(self._foreign_entries(queue_dir))
-        if foreign:
-            raise DdmqError("not deleting queue {!r}: {} holds files ddmq did not write: {}".format(
-                queue, queue_dir, ", ".join(sorted(foreign)[:5])), "not_empty")
         log.info("Deleting queue %s", queue)
-        self.purge_queue(queue)
-        try:
-            for folder in (protocol.TEMP_DIR, protocol.QUARANTINE_DIR, protocol.DELAYED_DIR,
-                           protocol.DUE_DIR):
-                path = os.path.join(queue_dir, folder)
-                for name in _listdir(path):
-                    os.unlink(os.path.join(path, name))
-                if os.path.isdir(path):
-                    os.rmdir(path)
-            os.rmdir(os.path.join(queue_dir, protocol.WORK_DIR))
-            if os.path.exists(os.path.join(queue_dir, settings.CLEANED_NAME)):
-                os.unlink(os.path.join(queue_dir, settings.CLEANED_NAME))
-            os.unlink(os.path.join(queue_dir, settings.CONFIG_NAME))
-            os.rmdir(queue_dir)
-        except OSError as exc:
-            raise protocol.storage_error(exc, "delete queue folder", queue_dir,
-                                         [(self.root, "write"), (queue_dir, "write")]) from None
+        admin.delete_queue(queue, queue_dir, self.root)
         self._forget(queue)
+        for topic in topics.forget_queue(self.root, queue):
+            log.info("Unsubscribed deleted queue %s from topic %s", queue, topic)
         return True
 
-    def purge_queue(self, queue):
+    def purge_queue(self, queue: str) -> list[int]:
         """Delete every message of ``queue``; return [waiting deleted, claimed deleted].
 
         Delayed messages are deleted too and counted as waiting.
         """
         queue_dir = self._existing_queue_dir(queue)
-        work_dir = os.path.join(queue_dir, protocol.WORK_DIR)
         log.info("Purging queue %s", queue)
-        waiting = sum(protocol.remove(queue_dir, name)
-                      for name in _listdir(queue_dir) if names.READY_NAME.match(name))
-        claimed = sum(protocol.remove(work_dir, name)
-                      for name in _listdir(work_dir) if names.WORK_NAME.match(name))
-        delayed_dir = os.path.join(queue_dir, protocol.DELAYED_DIR)
-        waiting += sum(protocol.remove(delayed_dir, name)
-                       for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
-        return [waiting, claimed]
+        return admin.purge_queue(queue_dir)
 
-    def list_queues(self):
+    def list_queues(self) -> list[str]:
         """Return the sorted names of the queues in the root."""
-        return sorted(name for name in _listdir(self.root)
-                      if names.QUEUE_NAME.match(name)
-                      and self.check_dir(os.path.join(self.root, name)))
+        return admin.list_queues(self.root)
 
-    def get_message_list(self, queue):
+    def get_message_list(self, queue: str) -> tuple[list[str], list[str]]:
         """Return two lists: the waiting messages in serving order, and the claimed ones."""
         queue_dir = self._existing_queue_dir(queue)
         waiting = sorted(filter(None, map(names.ready_sort_key, _listdir(queue_dir))))
         work = _listdir(os.path.join(queue_dir, protocol.WORK_DIR))
         return [key[-1] for key in waiting], sorted(n for n in work if names.WORK_NAME.match(n))
 
-    def get_delayed_list(self, queue):
+    def get_delayed_list(self, queue: str) -> list[str]:
         """Return the delayed messages of ``queue`` (file names in ``delayed/``), soonest due first.
 
         Names whose due time has passed are waiting to be promoted by the
@@ -309,7 +233,7 @@ class broker:
         delayed_dir = os.path.join(self._existing_queue_dir(queue), protocol.DELAYED_DIR)
         return sorted(name for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
 
-    def stats(self, queue=None):
+    def stats(self, queue: str | None = None) -> dict[str, Any]:
         """Return the figures of ``queue`` as a dict, or of every queue as {name: dict}.
 
         Counted from directory listings and file names only, never reading
@@ -321,7 +245,7 @@ class broker:
             return {name: self._stats(name) for name in self.list_queues()}
         return self._stats(queue)
 
-    def _stats(self, queue, since=None):
+    def _stats(self, queue: str, since: float | None = None) -> dict[str, Any]:
         from . import stats  # not at the top: start-up time of plain commands
 
         q = self._queue(queue)
@@ -330,15 +254,18 @@ class broker:
             else None
         return stats.queue_stats(q.dir, q.settings, self.clock(), dead_dir, since)
 
-    def get_queue_number(self):
+    def get_queue_number(self) -> str:
         """Return a new queue number: the epoch time without its decimal point, 19 digits."""
         return names.new_queue_number()
 
     # Messages
 
-    def publish(self, queue, msg_text=None, priority=None, clean=True, requeue=None,
-                requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                skip_cleaning=None, message=None, dead_letter=None, delay=None, not_before=None):
+    def publish(self, queue: str, msg_text: object = None, priority: int | None = None,
+                clean: bool = True, requeue: bool | None = None, requeue_prio: int | None = None,
+                timeout: float | None = None, requeue_counter: int = 0,
+                requeue_limit: int | None = None, skip_cleaning: bool | None = None,
+                message: object = None, dead_letter: str | None = None,
+                delay: float | None = None, not_before: float | None = None) -> Message:
         """Publish a message to ``queue`` and return a copy of it.
 
         ``priority`` defaults to the queue's setting; ``requeue``,
@@ -360,9 +287,13 @@ class broker:
                              requeue_limit=requeue_limit, dead_letter=dead_letter, delay=delay,
                              not_before=not_before)[0]
 
-    def publish_many(self, queue, texts, priority=None, clean=True, requeue=None,
-                     requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                     skip_cleaning=None, dead_letter=None, delay=None, not_before=None):
+    def publish_many(self, queue: str, texts: Iterable[object], priority: int | None = None,
+                     clean: bool = True, requeue: bool | None = None,
+                     requeue_prio: int | None = None, timeout: float | None = None,
+                     requeue_counter: int = 0, requeue_limit: int | None = None,
+                     skip_cleaning: bool | None = None, dead_letter: str | None = None,
+                     delay: float | None = None, not_before: float | None = None
+                     ) -> list[Message]:
         """Publish every text of the iterable ``texts`` to ``queue``, in order; return the messages.
 
         Takes the options of :meth:`publish`, which apply to every message;
@@ -382,44 +313,15 @@ class broker:
                              requeue_limit=requeue_limit, dead_letter=dead_letter, delay=delay,
                              not_before=not_before)
 
-    def _publish(self, queue, texts, clean, **options):
-        """Check the per-message ``options`` once, then publish each of ``texts``.
-
-        ``options`` are message fields (priority, timeout, requeue, ...);
-        returns the messages.
-        """
-        q = self._queue(queue)
-        if options["priority"] is None:
-            options["priority"] = q.settings["priority"]
-        _check_options(queue, options)
-        now = self.clock()
-        not_before = options["not_before"] = _not_before(options.pop("delay"),
-                                                         options["not_before"], now)
-        due = math.ceil(not_before) if not_before is not None and not_before > now else None
-        # Every file is encoded before anything is written: a payload that
-        # cannot be stored changes nothing, not even the cleaning stamp.
-        files = [_new_message(queue, "" if text is None else text, options, now, self._codec)
-                 for text in texts]
-        if clean:
-            self._clean_before(q)
-        fsync = q.settings["fsync"]
-        published = []
-        for msg, ready, data in files:
-            if due is None:
-                protocol.publish(q.dir, ready, data, fsync, q.umask)
-                q.offer(ready)
-            else:
-                delayed = names.delayed_name(due, ready)
-                protocol.delay(q.dir, delayed, data, fsync, q.umask)
-                msg.filename = "{}/{}/{}".format(queue, protocol.DELAYED_DIR, delayed)
-                q.delayed.note(due)
-            published.append(msg)
-        log.debug("Published %d message(s) to %s", len(published), queue)
-        return published
+    def _publish(self, queue: str, texts: list[object], clean: bool,
+                 **options: Any) -> list[Message]:
+        """Publish each of ``texts`` with the message fields ``options`` (see ddmq.publishing)."""
+        return publishing.publish(self._queue(queue), texts, options, self.clock(), self._codec,
+                                  self._clean_before if clean else None)
 
     # Topics (see ddmq.topics)
 
-    def subscribe(self, topic, queue):
+    def subscribe(self, topic: str, queue: str) -> bool:
         """Subscribe ``queue`` to ``topic``: it gets a copy of every later publish to it.
 
         A missing queue is created if the broker was made with
@@ -432,7 +334,7 @@ class broker:
         self._queue(queue)
         return topics.subscribe(self.root, topic, queue, self.umask)
 
-    def unsubscribe(self, topic, queue):
+    def unsubscribe(self, topic: str, queue: str) -> bool:
         """Unsubscribe ``queue`` from ``topic``; return True, or False if it was not subscribed.
 
         The queue keeps the messages it has; later publishes skip it.
@@ -441,16 +343,19 @@ class broker:
 
         return topics.unsubscribe(self.root, topic, queue)
 
-    def subscriptions(self, topic=None):
+    def subscriptions(self, topic: str | None = None) -> dict[str, list[str]]:
         """Return ``{topic: [queue, ...]}``, sorted: every topic's subscribers, or ``topic``'s."""
         from . import topics
 
         chosen = topics.topics(self.root) if topic is None else [topic]
         return {name: topics.subscribers(self.root, name) for name in chosen}
 
-    def publish_topic(self, topic, msg_text=None, priority=None, clean=True, requeue=None,
-                      requeue_prio=None, timeout=None, requeue_counter=0, requeue_limit=None,
-                      skip_cleaning=None, message=None, dead_letter=None):
+    def publish_topic(self, topic: str, msg_text: object = None, priority: int | None = None,
+                      clean: bool = True, requeue: bool | None = None,
+                      requeue_prio: int | None = None, timeout: float | None = None,
+                      requeue_counter: int = 0, requeue_limit: int | None = None,
+                      skip_cleaning: bool | None = None, message: object = None,
+                      dead_letter: str | None = None) -> list[Message]:
         """Publish a message to every queue subscribed to ``topic``; return the messages.
 
         Takes the options of :meth:`publish`; each queue gets one copy with
@@ -467,13 +372,27 @@ class broker:
 
         names.check_topic_name(topic)
         text = msg_text if msg_text is not None else message
-        return topics.publish(self, topic, "" if text is None else text,
-                              _wants_cleaning(clean, skip_cleaning),
-                              dict(priority=priority, requeue=requeue, requeue_prio=requeue_prio,
-                                   timeout=timeout, requeue_counter=requeue_counter,
-                                   requeue_limit=requeue_limit, dead_letter=dead_letter))
+        options = dict(priority=priority, requeue=requeue, requeue_prio=requeue_prio,
+                       timeout=timeout, requeue_counter=requeue_counter,
+                       requeue_limit=requeue_limit, dead_letter=dead_letter)
+        return topics.publish(self.root, topic, "" if text is None else text, options,
+                              self._queue, self.clock(), self._codec,
+                              self._clean_before if _wants_cleaning(clean, skip_cleaning) else None)
 
-    def consume(self, queue, n=1, clean=True, skip_cleaning=None, wait=None, stop=None):
+    if TYPE_CHECKING:  # the overloads: what n=1 returns, for type checkers
+        @overload
+        def consume(self, queue: str, n: Literal[1] = 1, clean: bool = True,
+                    skip_cleaning: bool | None = None, wait: float | None = None,
+                    stop: Event | None = None) -> Message | None: ...
+
+        @overload
+        def consume(self, queue: str, n: int, clean: bool = True,
+                    skip_cleaning: bool | None = None, wait: float | None = None,
+                    stop: Event | None = None) -> Message | list[Message] | None: ...
+
+    def consume(self, queue: str, n: int = 1, clean: bool = True,
+                skip_cleaning: bool | None = None, wait: float | None = None,
+                stop: Event | None = None) -> Message | list[Message] | None:
         """Consume up to ``n`` messages from ``queue``, in serving order.
 
         Each is claimed into the work folder with its expiry in its name
@@ -490,7 +409,7 @@ class broker:
         in ``exc.messages``.
         """
         q = self._queue(queue)
-        if not _is_int(n) or n < 1:
+        if not publishing.is_int(n) or n < 1:
             raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
         wait = waiting.check_wait(wait)
         cleaning = _wants_cleaning(clean, skip_cleaning)
@@ -499,7 +418,7 @@ class broker:
         self._promote_due(q)
         consumed = self._claim(q, n)
         if not consumed and wait and not (stop is not None and stop.is_set()):
-            def attempt():
+            def attempt() -> list[Message]:
                 if cleaning:
                     self._clean_before(q)  # a long wait still requeues expired messages
                 self._promote_due(q)       # and still serves delayed messages once due
@@ -515,11 +434,12 @@ class broker:
             return consumed[0] if consumed else None
         return consumed
 
-    def _promote_due(self, q, force=False):
+    def _promote_due(self, q: Queue, force: bool = False) -> int:
         """Make the due delayed messages of the Queue ``q`` waiting (see :mod:`ddmq.delayed`)."""
         return delayed.promote_due(q, self.clock(), TAKE_OVER_GRACE, force)
 
-    def messages(self, queue, wait=None, max_messages=None, stop=None):
+    def messages(self, queue: str, wait: float | None = None, max_messages: int | None = None,
+                 stop: Event | None = None) -> Iterator[Message]:
         """Return an iterator over messages consumed from ``queue`` one at a time; the caller acks.
 
         Each step is ``consume(queue, wait=wait, stop=stop)``; the iteration
@@ -531,7 +451,8 @@ class broker:
 
         return consuming.messages(self, queue, wait, max_messages, stop)
 
-    def processing(self, queue, wait=None, heartbeat=True, stop=None):
+    def processing(self, queue: str, wait: float | None = None, heartbeat: bool = True,
+                   stop: Event | None = None) -> Processing:
         """Return a context manager giving one consumed message (or None if none came in time).
 
         The message is acked when the ``with`` block ends normally and
@@ -544,8 +465,9 @@ class broker:
 
         return consuming.Processing(self, queue, wait, heartbeat, stop)
 
-    def work(self, queue, func, jobs=1, max_messages=None, idle_exit=None, heartbeat=True,
-             stop=None):
+    def work(self, queue: str, func: Callable[[Message], object], jobs: int = 1,
+             max_messages: int | None = None, idle_exit: float | None = None,
+             heartbeat: bool = True, stop: Event | None = None) -> dict[str, int]:
         """Run ``func(msg)`` for each message of ``queue`` in ``jobs`` threads; return the counts.
 
         A message is acked when ``func`` returns, nacked when it raises, its
@@ -559,11 +481,12 @@ class broker:
 
         return consuming.work(self, queue, func, jobs, max_messages, idle_exit, heartbeat, stop)
 
-    def _claim(self, q, n):
+    def _claim(self, q: Queue, n: int) -> list[Message]:
         """Claim and read up to ``n`` waiting messages of the Queue ``q``; return them."""
         conf, scanner = q.settings, q.scanner
-        consumed = []
-        lost, relisted = set(), 0
+        consumed: list[Message] = []
+        lost: set[str] = set()
+        relisted = 0
         while len(consumed) < n:
             try:
                 with q.lock:
@@ -608,15 +531,27 @@ class broker:
             self._check_queue_folder(q)
         return consumed
 
-    def _decode(self, msg, before):
+    def _decode(self, msg: Message, before: Iterable[Message]) -> None:
         """Apply the codec to ``msg``; a CodecError names it and carries the ``before`` messages."""
+        if self._codec is None:
+            return
         try:
             self._codec.decode(msg)
         except CodecError as exc:
             exc.filename, exc.messages = msg.filename, list(before)
             raise
 
-    def pop(self, queue, n=1, clean=True, skip_cleaning=None, wait=None):
+    if TYPE_CHECKING:  # the overloads: what n=1 returns, for type checkers
+        @overload
+        def pop(self, queue: str, n: Literal[1] = 1, clean: bool = True,
+                skip_cleaning: bool | None = None, wait: float | None = None) -> Message | None: ...
+
+        @overload
+        def pop(self, queue: str, n: int, clean: bool = True, skip_cleaning: bool | None = None,
+                wait: float | None = None) -> Message | list[Message] | None: ...
+
+    def pop(self, queue: str, n: int = 1, clean: bool = True, skip_cleaning: bool | None = None,
+            wait: float | None = None) -> Message | list[Message] | None:
         """Consume up to ``n`` messages and delete them at once: at-most-once delivery.
 
         Takes the arguments of :meth:`consume` and returns the same (one
@@ -633,12 +568,12 @@ class broker:
             # the error; the failing one stays claimed (see consume).
             exc.messages = self._delete_popped(queue, exc.messages)
             raise
-        if n != 1:
+        if isinstance(popped, list):
             return self._delete_popped(queue, popped)
         kept = self._delete_popped(queue, [popped]) if popped else []
         return kept[0] if kept else None
 
-    def _delete_popped(self, queue, msgs):
+    def _delete_popped(self, queue: str, msgs: Iterable[Message]) -> list[Message]:
         q = self._queue(queue)
         kept = []
         for msg in msgs:
@@ -651,7 +586,14 @@ class broker:
                             queue, msg.filename)
         return kept
 
-    def peek(self, queue, n=1):
+    if TYPE_CHECKING:  # the overloads: what n=1 returns, for type checkers
+        @overload
+        def peek(self, queue: str, n: Literal[1] = 1) -> Message | None: ...
+
+        @overload
+        def peek(self, queue: str, n: int) -> Message | list[Message] | None: ...
+
+    def peek(self, queue: str, n: int = 1) -> Message | list[Message] | None:
         """Return up to ``n`` waiting messages of ``queue`` in serving order, without claiming them.
 
         Returns one message or None if ``n`` is 1, else a list (possibly
@@ -665,7 +607,7 @@ class broker:
         from . import peek as peeking  # not at the top: start-up time of plain commands
 
         q = self._queue(queue)
-        if not _is_int(n) or n < 1:
+        if not publishing.is_int(n) or n < 1:
             raise InvalidInputError("n must be an integer >= 1, not {!r}".format(n), "invalid")
         try:
             peeked = peeking.peek(q.dir, queue, n)
@@ -683,7 +625,9 @@ class broker:
             return peeked[0] if peeked else None
         return peeked
 
-    def ack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None):
+    def ack(self, queue: str | Message, msg_files: WorkNames | None = None,
+            requeue: bool | None = None, clean: bool = True,
+            skip_cleaning: bool | None = None) -> list[str]:
         """Acknowledge consumed messages: delete them (or requeue them if ``requeue`` is True).
 
         ``queue`` is a queue name with ``msg_files`` one work-file name or a
@@ -709,8 +653,10 @@ class broker:
                             "took it, so it will be delivered again", queue, work)
         return acked
 
-    def nack(self, queue, msg_files=None, requeue=None, clean=True, skip_cleaning=None,
-             reason=None, delay=None):
+    def nack(self, queue: str | Message, msg_files: WorkNames | None = None,
+             requeue: bool | None = None, clean: bool = True,
+             skip_cleaning: bool | None = None, reason: str | None = None,
+             delay: float | None = None) -> list[str]:
         """Negatively acknowledge consumed messages: requeue or delete them.
 
         ``requeue`` True forces a requeue, False a delete; None follows the
@@ -721,7 +667,7 @@ class broker:
         served again for ``delay`` seconds (default: the queue's
         ``requeue_delay`` with its backoff, see :func:`ddmq.settle.retry_delay`).
         """
-        _check_delay(delay, self.clock())
+        publishing.check_delay(delay, self.clock())
         try:
             reason = history.check_reason(reason)
         except TypeError as exc:
@@ -740,7 +686,8 @@ class broker:
                             "took it", queue, work)
         return nacked
 
-    def touch(self, queue, msg_file=None, timeout=None):
+    def touch(self, queue: str | Message, msg_file: str | None = None,
+              timeout: float | None = None) -> str:
         """Renew the lease of a consumed message this process holds; return its new work name.
 
         ``queue`` and ``msg_file`` name the message as for :meth:`ack`, or
@@ -759,7 +706,7 @@ class broker:
         queue, msg_files = self._work_files(queue, msg_file)
         if len(msg_files) != 1:
             raise InvalidInputError("touch renews one message at a time", "invalid")
-        _check_optional_seconds("timeout", timeout)
+        publishing.check_optional_seconds("timeout", timeout)
         q = self._queue(queue)
         if timeout is None:
             own = msg.timeout if msg is not None else self._own_timeout(q, msg_files[0])
@@ -775,7 +722,7 @@ class broker:
             msg.filename = new
         return new
 
-    def _own_timeout(self, q, work):
+    def _own_timeout(self, q: Queue, work: str) -> float | None:
         """Return the timeout field of the claimed message ``work`` (None: unset, unreadable, gone)."""
         try:
             found = from_file(protocol.read_claimed(q.dir, work))
@@ -783,7 +730,8 @@ class broker:
             return None  # gone: the rename that follows says so
         return found.timeout if found is not None else None
 
-    def requeue_message(self, path, msg=None):
+    def requeue_message(self, path: StrPath | Message | None,
+                        msg: Message | None = None) -> bool:
         """Requeue the consumed message at ``path`` (a work-file path or message); return True."""
         queue, directory, name = self._resolve(msg if path is None else path)
         if directory != protocol.WORK_DIR:
@@ -792,7 +740,7 @@ class broker:
             raise MessageNotFoundError("message {}/work/{} is gone".format(queue, name), "not_found")
         return True
 
-    def clean(self, queue, force=False):
+    def clean(self, queue: str, force: bool = False) -> bool:
         """Requeue or delete the expired messages of ``queue``'s work folder.
 
         Runs at most once per 60 s per queue (across processes, through the
@@ -801,10 +749,10 @@ class broker:
         """
         return self._clean(self._queue(queue), force)
 
-    def _clean(self, q, force=False):
+    def _clean(self, q: Queue, force: bool = False) -> bool:
         return housekeeping.clean(self, q, force)
 
-    def _clean_before(self, q):
+    def _clean_before(self, q: Queue) -> None:
         """Clean ``queue`` before another operation, which a failed cleaning must not block.
 
         On a full or read-only disk the "cleaned" stamp or a requeue cannot be
@@ -817,12 +765,12 @@ class broker:
         except StorageError as exc:
             log.warning("Could not clean queue %s: %s", q.name, exc)
 
-    def clean_all(self):
+    def clean_all(self) -> None:
         """Clean every queue in the root."""
         for queue in self.list_queues():
             self.clean(queue)
 
-    def get_message(self, path):
+    def get_message(self, path: StrPath | Message) -> Message:
         """Return the message at ``path``: a path to a waiting or consumed message file."""
         queue, directory, name = self._resolve(path)
         full = os.path.join(self.root, queue, directory, name)
@@ -843,7 +791,7 @@ class broker:
             self._decode(msg, [])
         return msg
 
-    def delete_message(self, path):
+    def delete_message(self, path: StrPath | Message) -> bool:
         """Delete the message at ``path`` (a path or a message object); return True."""
         queue, directory, name = self._resolve(path)
         self._existing_queue_dir(queue)  # never create a queue just to find it empty
@@ -852,18 +800,20 @@ class broker:
             raise MessageNotFoundError("no message {}/{}".format(queue, name), "not_found")
         return True
 
-    def version(self):
+    def version(self) -> str:
         """Return the ddmq version."""
         return __version__
 
     # Helpers
 
-    def _settle(self, q, work, requeue, reason=None, delay=None):
+    def _settle(self, q: Queue, work: str, requeue: bool | None, reason: str | None = None,
+                delay: float | None = None) -> bool:
         """Take over the claimed message ``work`` of the Queue ``q`` and settle it (see
         :mod:`ddmq.settling`); return False if another process took it first."""
         return settling.settle(self, q, work, requeue, reason, delay)
 
-    def redrive(self, dead_queue, to=None, n=None):
+    def redrive(self, dead_queue: str, to: str | None = None,
+                n: int | None = None) -> list[Message]:
         """Send the waiting messages of ``dead_queue`` back to where they came from; return them.
 
         Each goes to the queue it was dead-lettered from (or to ``to``),
@@ -879,7 +829,7 @@ class broker:
 
         return deadletter.redrive(self, dead_queue, to, n)
 
-    def _read_owned(self, q, work):
+    def _read_owned(self, q: Queue, work: str) -> Message | None:
         """Read a message we own; quarantine it and return None if it is corrupt or gone."""
         try:
             data = protocol.read_claimed(q.dir, work)
@@ -888,7 +838,7 @@ class broker:
         except PermissionDeniedError as exc:
             if not protocol.release(q.dir, work, q.settings["fsync"]):  # unread, it waits again
                 raise
-            ready = q.dir + "/" + names.parse_work_name(work)[1]
+            ready = q.dir + "/" + _ready_of(work)
             raise fs.permission_error(exc, "read (left waiting)", ready,
                                       [(ready, "read")]) from None
         msg = from_file(data)
@@ -896,32 +846,34 @@ class broker:
             where = protocol.quarantine(q.dir, work, q.settings["fsync"], q.umask)
             log.warning("Message file %s/work/%s is corrupt; moved to %s", q.name, work, where)
             return None
-        return locate(msg, q.name, names.parse_work_name(work)[1])
+        return locate(msg, q.name, _ready_of(work))
 
-    def _check_queue_folder(self, q):
+    def _check_queue_folder(self, q: Queue) -> None:
         """Raise QueueNotFoundError if the folder of the Queue ``q`` (or the root) was removed."""
-        if not _is_kind(q.work_dir, stat.S_ISDIR):  # ESTALE retried: not "gone"
+        if not admin.is_kind(q.work_dir, stat.S_ISDIR):  # ESTALE retried: not "gone"
             raise QueueNotFoundError("queue folder {} disappeared".format(q.dir), "no_queue")
 
-    def _work_files(self, queue, msg_files):
+    def _work_files(self, queue: str | Message,
+                    msg_files: WorkNames | None) -> tuple[str, list[str]]:
         """Return (queue, [work names]) from ack/nack arguments, validating every name first."""
         if isinstance(queue, message):
-            queue, msg_files = queue.queue, queue.filename
-        names.check_queue_name(queue)
+            name, msg_files = queue.queue, queue.filename
+        else:
+            name = queue
+        names.check_queue_name(name)
         if msg_files is None or msg_files == []:
-            raise InvalidInputError("no message file names given for queue {!r}".format(queue),
+            raise InvalidInputError("no message file names given for queue {!r}".format(name),
                                     "invalid")
-        if not isinstance(msg_files, (list, tuple)):
-            msg_files = [msg_files]
-        for name in msg_files:
-            if not isinstance(name, str) or not names.WORK_NAME.match(name):
+        works = list(msg_files) if isinstance(msg_files, (list, tuple)) else [msg_files]
+        for work in works:
+            if not isinstance(work, str) or not names.WORK_NAME.match(work):
                 raise InvalidInputError(
                     "{!r} is not the name of a consumed message in queue {!r} (expected "
-                    "<expiry>.<priority>.<number>.ddmq<id>, no folders)".format(name, queue),
+                    "<expiry>.<priority>.<number>.ddmq<id>, no folders)".format(work, name),
                     "invalid")
-        return queue, list(msg_files)
+        return name, works
 
-    def _resolve(self, path):
+    def _resolve(self, path: StrPath | Message | None) -> tuple[str, str, str]:
         """Return (queue, '' or 'work', name) for a message path or object inside this root."""
         if isinstance(path, message):
             if not path.filename or not path.queue:
@@ -954,11 +906,11 @@ class broker:
         raise InvalidInputError("{!r} is not a message file of a queue in {}".format(
             path, self.root), "invalid")
 
-    def _path(self, queue):
+    def _path(self, queue: str) -> str:
         """Return the folder of ``queue``, checking the name."""
         return os.path.join(self.root, names.check_queue_name(queue))
 
-    def _queue(self, name):
+    def _queue(self, name: str) -> Queue:
         """Return the Queue object of ``name`` with its settings merged (cached).
 
         A missing queue is created if the broker was made with ``create=True``,
@@ -986,25 +938,25 @@ class broker:
             q.reload(merged)
         return q
 
-    def _existing_queue_dir(self, queue):
+    def _existing_queue_dir(self, queue: str) -> str:
         queue_dir = self._path(queue)
         if not self._is_queue(queue_dir):
             raise QueueNotFoundError("queue {!r} does not exist in {}".format(queue, self.root),
                                      "no_queue")
         return queue_dir
 
-    def _config_path(self, queue):
+    def _config_path(self, queue: str) -> str:
         if queue:
             return os.path.join(self._path(queue), settings.CONFIG_NAME)
         return os.path.join(self.root, settings.CONFIG_NAME)
 
-    def _read_config(self, path):
+    def _read_config(self, path: str) -> Settings:
         try:
             return settings.read(path)
         except FileNotFoundError:
             raise ConfigError("config file {} is missing".format(path), "config") from None
 
-    def _is_initiated(self, config):
+    def _is_initiated(self, config: str) -> bool:
         """Return True if the root's ``config`` file exists; a refused look is an error."""
         try:
             return stat.S_ISREG(protocol.retry_stale(os.stat, config).st_mode)
@@ -1013,7 +965,7 @@ class broker:
         except (OSError, ValueError):
             return False
 
-    def _is_queue(self, path):
+    def _is_queue(self, path: str) -> bool:
         """Return :meth:`check_dir` of the queue folder ``path``; a refused look is an error."""
         try:
             os.stat(os.path.join(path, settings.CONFIG_NAME))
@@ -1023,113 +975,27 @@ class broker:
             pass
         return self.check_dir(path)
 
-    def _write_new_config(self, path, text, umask):
-        try:
-            fs.write_file(path, text.encode("utf-8"), umask)
-        except FileExistsError:
-            pass  # already initiated, perhaps by another process this very moment
-        except OSError as exc:
-            raise protocol.storage_error(exc, "create", path,
-                                         [(os.path.dirname(path), "write")]) from None
-
-    def _foreign_entries(self, queue_dir):
-        known = {settings.CONFIG_NAME, protocol.WORK_DIR, protocol.TEMP_DIR,
-                 protocol.QUARANTINE_DIR, protocol.DELAYED_DIR, protocol.DUE_DIR}
-        for name in _listdir(queue_dir):
-            if name not in known and not names.READY_NAME.match(name) \
-                    and not name.startswith("." + settings.CONFIG_NAME):
-                yield name
-        for name in _listdir(os.path.join(queue_dir, protocol.WORK_DIR)):
-            if not names.WORK_NAME.match(name):
-                yield protocol.WORK_DIR + "/" + name
-        for name in _listdir(os.path.join(queue_dir, protocol.DELAYED_DIR)):
-            if not names.DELAYED_NAME.match(name):
-                yield protocol.DELAYED_DIR + "/" + name
-
-    def _forget(self, queue):
+    def _forget(self, queue: str) -> None:
         self._queues.pop(queue, None)
 
 
-def _check_options(queue, options):
-    """Raise InvalidInputError if a per-message option of publish has a bad value."""
-    for key in ("priority", "requeue_prio", "requeue_limit", "requeue_counter"):
-            _check_optional_int(key, options[key])
-    _check_optional_seconds("timeout", options["timeout"])
-    dead_letter = options.get("dead_letter")
-    if dead_letter is not None:
-        names.check_queue_name(dead_letter)
-        if dead_letter == queue:
-            raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(queue),
-                                    "invalid")
-    if options["requeue"] is not None and not isinstance(options["requeue"], bool):
-        raise InvalidInputError("requeue must be True, False or None, not {!r}".format(
-            options["requeue"]), "invalid")
+def _ready_of(work: str) -> str:
+    """Return the waiting name inside the name of a claim this process made (so a valid one)."""
+    parsed = names.parse_work_name(work)
+    return parsed[1] if parsed else work
 
 
-def _new_message(queue, payload, options, now, codec=None, topic=None):
-    """Return a new message, its waiting file name and the bytes of its file.
-
-    ``options`` holds the per-message fields (priority, timeout, ...);
-    ``now`` is the time of publication; ``codec`` (a
-    :class:`~ddmq.message.Codec`, or None) encodes ``payload``; ``topic``
-    is the topic it is published to, if any.
-    """
-    msg_id = _new_id()
-    number = names.new_queue_number()
-    ready = names.ready_name(options["priority"], number, msg_id)
-    msg = message(queue=queue, message=payload, id=msg_id, queue_number=number,
-                  filename=queue + "/" + ready, published_at=now, delivery_count=0,
-                  **options)
-    msg.topic = topic
-    if codec is None:
-        return msg, ready, to_file(msg)
-    msg.message, msg.codec = codec.encode(payload), codec.name
-    try:
-        data = to_file(msg)
-    except InvalidInputError as exc:
-        raise CodecError("codec {} returned a value that cannot be stored: {}".format(
-            codec.name, exc), "codec") from None
-    msg.message = payload  # the caller's copy holds what it published
-    return msg, ready, data
-
-
-# A version 4 uuid: random bits, with the version and variant bits set as uuid4() does.
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def _new_id():
-    """Return a new message id: a random uuid4 as 32 hex digits (as uuid.uuid4().hex)."""
-    return "{:032x}".format(int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
-
-
-def _octal(umask):
+def _octal(umask: int | None) -> str:
     return "null" if umask is None else "{:03o}".format(umask)
-
-
-def _existing_parent(path):
-    """Return the nearest folder above ``path`` that exists (where a mkdir was refused)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
-        parent = os.path.dirname(parent)
-    return parent
-
-
-def _is_kind(path, test):
-    """Return True if ``path`` exists and ``test(st_mode)`` holds (ESTALE retried, not "missing")."""
-    try:
-        return test(protocol.retry_stale(os.stat, path).st_mode)
-    except (OSError, ValueError):
-        return False
 
 
 _listdir = protocol.list_folder
 
 
-_stderr_handler = None
+_stderr_handler: logging.Handler | None = None
 
 
-def _log_to_stderr(debug):
+def _log_to_stderr(debug: bool) -> None:
     global _stderr_handler
     import logging
 

@@ -8,6 +8,12 @@ Races with other processes are expected and are never raised as errors.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Sequence
+
+    from .message import message
+
 
 class DdmqError(Exception):
     """Base class of every ddmq error: ``DdmqError(message, error)``."""
@@ -52,8 +58,8 @@ class LeaseLostError(MessageNotFoundError):
 class CodecError(DdmqError):
     """A broker's codec could not encode or decode a message payload ("codec")."""
 
-    filename = None   # the file of the message that failed to decode
-    messages = ()     # the messages taken before it by the same call
+    filename: str | None = None           # the file of the message that failed to decode
+    messages: Sequence[message] = ()      # the messages taken before it by the same call
 
 
 class PermissionDeniedError(StorageError):

@@ -22,24 +22,33 @@ Every later move (claim, ack, requeue, dead-letter) renames or unlinks one
 name and so touches one queue's copy only.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 
 from . import fs, names, protocol
-# ddmq.broker imports this module only when a topic is used, once it is loaded itself.
-from .broker import _check_options, _new_id, _new_message, log
-from .errors import InvalidInputError
+from .errors import InvalidInputError, QueueNotFoundError
+from .log import log
 from .message import message
+from .publishing import check_options, new_id, new_message
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    from typing import Any, Callable, Optional
+
+    from .message import Codec
+    from .queue import Queue
 
 TOPICS_DIR = ".topics"
 
 
-def topic_dir(root, topic):
+def topic_dir(root: str, topic: str) -> str:
     """Return the folder of ``topic``'s subscriptions (the name is checked)."""
     return "{}/{}/{}".format(root, TOPICS_DIR, names.check_topic_name(topic))
 
 
-def subscribe(root, topic, queue, umask=None):
+def subscribe(root: str, topic: str, queue: str, umask: Optional[int] = None) -> bool:
     """Create the subscription of ``queue`` to ``topic``; False if it existed already.
 
     ``umask`` is the root's ``umask`` setting, for the files and folders made.
@@ -62,7 +71,7 @@ def subscribe(root, topic, queue, umask=None):
     return False
 
 
-def _make_dirs(root, folder, umask):
+def _make_dirs(root: str, folder: str, umask: Optional[int]) -> None:
     # Never makedirs: a root removed meanwhile must stay gone.
     for path in (root + "/" + TOPICS_DIR, folder):
         try:
@@ -73,7 +82,7 @@ def _make_dirs(root, folder, umask):
             raise protocol.storage_error(exc, "create folder", path) from None
 
 
-def unsubscribe(root, topic, queue):
+def unsubscribe(root: str, topic: str, queue: str) -> bool:
     """Remove the subscription of ``queue`` to ``topic``; False if there was none."""
     path = topic_dir(root, topic) + "/" + names.check_queue_name(queue)
     try:
@@ -85,17 +94,22 @@ def unsubscribe(root, topic, queue):
     return True
 
 
-def subscribers(root, topic):
+def forget_queue(root: str, queue: str) -> list[str]:
+    """Remove every subscription of ``queue`` (a queue being deleted); return the topics."""
+    return [topic for topic in topics(root) if unsubscribe(root, topic, queue)]
+
+
+def subscribers(root: str, topic: str) -> list[str]:
     """Return the sorted names of the queues subscribed to ``topic`` now."""
     return _names(topic_dir(root, topic))
 
 
-def topics(root):
+def topics(root: str) -> list[str]:
     """Return the sorted names of the topics that have (or had) a subscription folder."""
     return _names(root + "/" + TOPICS_DIR)
 
 
-def _names(folder):
+def _names(folder: str) -> list[str]:
     try:
         entries = protocol.retry_stale(os.listdir, folder)
     except FileNotFoundError:
@@ -106,44 +120,53 @@ def _names(folder):
     return sorted(name for name in entries if names.QUEUE_NAME.match(name))
 
 
-def publish(b, topic, payload, clean, options):
+def publish(root: str, topic: str, payload: object, options: dict[str, Any],
+            open_queue: Callable[[str], Queue], now: float, codec: Optional[Codec] = None,
+            before_write: Optional[Callable[[Queue], None]] = None) -> list[message]:
     """Publish ``payload`` to every queue subscribed to ``topic`` now; return the messages.
 
-    ``b`` is the broker, ``options`` the per-message fields of publish.
-    Every subscribed queue is checked (and, if ``b`` may, created), and the
-    options and the payload encoded, before anything is written: bad input
-    or a missing queue changes nothing.
+    ``options`` are the per-message fields of a publish; ``open_queue(name)``
+    returns the :class:`~ddmq.queue.Queue` of a subscriber (creating it if
+    the broker may); ``now`` is the time of publication and ``codec`` the
+    broker's codec.  Every subscribed queue is opened, and the options and
+    the payload encoded, before anything is written: bad input or a missing
+    queue changes nothing.  ``before_write(q)`` (the broker's cleaning) then
+    runs for each queue, before the file is written.
     """
-    queues = subscribers(b.root, topic)
+    queues = subscribers(root, topic)
     if not queues:
         return []
     # Checked before any queue is created: bad options change nothing.
-    _check_options(queues[0], dict(options, priority=options["priority"] or 0))
+    check_options(queues[0], dict(options, priority=options["priority"] or 0))
     if options["dead_letter"] in queues:
         raise InvalidInputError("queue {!r} cannot be its own dead-letter queue".format(
             options["dead_letter"]), "invalid")
-    subscribed = [b._queue(name) for name in queues]
+    try:
+        subscribed = [open_queue(name) for name in queues]
+    except QueueNotFoundError as exc:
+        # A queue removed without ddmq (delete_queue unsubscribes it).
+        raise QueueNotFoundError("{}: it is subscribed to topic {!r}; create it again or "
+                                 "unsubscribe it".format(exc, topic), exc.error) from None
     checked = []
     for q in subscribed:
         own = dict(options)
         if own["priority"] is None:
             own["priority"] = q.settings["priority"]
         checked.append(own)
-    first, ready, data = _new_message(subscribed[0].name, payload, checked[0], b.clock(),
-                                      b._codec, topic)
+    first, ready, data = new_message(subscribed[0].name, payload, checked[0], now, codec, topic)
     msgs, targets = [first], [(subscribed[0].dir, ready, subscribed[0].umask)]
     for q, own in zip(subscribed[1:], checked[1:]):
         msg = message.__new__(message)   # a shallow copy, without copy.copy's cost
         msg.__dict__.update(first.__dict__)
-        msg.queue, msg.id, msg.priority = q.name, _new_id(), own["priority"]
+        msg.queue, msg.id, msg.priority = q.name, new_id(), own["priority"]
         msg.queue_number = names.new_queue_number()
         ready = names.ready_name(msg.priority, msg.queue_number, msg.id)
         msg.filename = q.name + "/" + ready
         msgs.append(msg)
         targets.append((q.dir, ready, q.umask))
-    if clean:
+    if before_write is not None:
         for q in subscribed:
-            b._clean_before(q)
+            before_write(q)
     copies = protocol.publish_linked(targets, data, any(q.settings["fsync"] for q in subscribed))
     for q, (_, ready, _) in zip(subscribed, targets):
         q.offer(ready)

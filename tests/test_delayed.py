@@ -105,12 +105,8 @@ def test_cli_nack_delay(root):
 
 # Promotion.
 
-def test_consume_does_not_list_delayed_messages_on_every_call(clocked, monkeypatch):
-    b, clock = clocked
-    b.publish_many("q", ["later"] * 50)
-    for msg in b.consume("q", n=50):
-        b.nack(msg, delay=3600)
-    b.publish_many("q", list(range(200)))
+def delayed_listings(monkeypatch):
+    """Return the list to which every later listing of a ``delayed/`` folder is appended."""
     listed = []
     real = os.listdir
 
@@ -120,6 +116,16 @@ def test_consume_does_not_list_delayed_messages_on_every_call(clocked, monkeypat
         return real(path)
 
     monkeypatch.setattr(delayed_module.os, "listdir", counting)
+    return listed
+
+
+def test_consume_does_not_list_delayed_messages_on_every_call(clocked, monkeypatch):
+    b, clock = clocked
+    b.publish_many("q", ["later"] * 50)
+    for msg in b.consume("q", n=50):
+        b.nack(msg, delay=3600)
+    b.publish_many("q", list(range(200)))
+    listed = delayed_listings(monkeypatch)
     for _ in range(200):
         b.ack(b.consume("q"))
     assert len(listed) <= 1
@@ -260,15 +266,7 @@ def test_a_fresh_consumer_learns_the_earliest_due_time_from_markers_not_a_listin
     b = ddmq.broker(root, create=True, clock=clock)
     b.publish_many("q", ["later"] * 30, delay=7200)
     b.publish("q", "now")
-    listed = []
-    real = os.listdir
-
-    def counting(path="."):
-        if str(path).endswith("/delayed"):
-            listed.append(path)
-        return real(path)
-
-    monkeypatch.setattr(delayed_module.os, "listdir", counting)
+    listed = delayed_listings(monkeypatch)
     fresh = ddmq.broker(root, clock=clock)
     assert fresh.consume("q", skip_cleaning=True).message == "now"
     assert listed == []

@@ -153,3 +153,12 @@ def test_the_annotated_package_does_not_import_typing_at_run_time():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, cwd=TOP)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_the_module_reference_documents_every_module_of_the_package():
+    package = os.path.join(TOP, "ddmq")
+    modules = {name[:-3] for name in os.listdir(package)
+               if name.endswith(".py") and not name.startswith("_")}
+    documented = set(re.findall(r"^\.\. automodule:: ddmq\.(\w+)$", page("modules.rst"), re.M))
+    assert modules - documented == set(), "docs/modules.rst lacks these modules"
+    assert documented - modules == set(), "docs/modules.rst documents modules that do not exist"

@@ -171,6 +171,32 @@ def _consume_all(root, out, stop_after):
         json.dump(got, handle)
 
 
+def check_peeked(peeked, order):
+    """Assert a peek of the m<i> messages published in ``order`` while they drain; return ids."""
+    seen = [m.id for m in peeked]
+    assert len(set(seen)) == len(seen)  # never one message twice
+    assert all(not m.corrupt and m.message == "m{}".format(order[m.id]) for m in peeked)
+    positions = [order[msg_id] for msg_id in seen]
+    assert positions == sorted(positions)  # serving order, taken ones skipped
+    return seen
+
+
+def stop(procs):
+    for proc in procs:
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.join(30)
+
+
+def consumed_ids(outs):
+    """Return every id the _consume_all processes wrote to the files ``outs``."""
+    got = []
+    for out in outs:
+        with open(out) as handle:
+            got += json.load(handle)
+    return got
+
+
 def test_peek_while_consumer_processes_drain_the_queue(b, tmp_path):
     ids = [m.id for m in b.publish_many("q", ["m{}".format(i) for i in range(3000)])]
     order = {msg_id: index for index, msg_id in enumerate(ids)}
@@ -185,21 +211,10 @@ def test_peek_while_consumer_processes_drain_the_queue(b, tmp_path):
         while any(proc.is_alive() for proc in procs):
             peeked = peeker.peek("q", n=50)
             peeks += 1
-            seen = [m.id for m in peeked]
-            assert len(set(seen)) == len(seen)  # never one message twice
-            assert all(not m.corrupt for m in peeked)
-            positions = [order[msg_id] for msg_id in seen]
-            assert positions == sorted(positions)  # serving order, taken ones skipped
-            assert all(m.message == "m{}".format(order[m.id]) for m in peeked)
+            check_peeked(peeked, order)
     finally:
-        for proc in procs:
-            if proc.is_alive():
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.join(30)
-    got = []
-    for out in outs:
-        with open(out) as handle:
-            got += json.load(handle)
+        stop(procs)
+    got = consumed_ids(outs)
     assert sorted(got) == sorted(ids)  # peek claimed nothing: every message consumed once
     assert peeks > 1
     assert b.get_message_list("q") == ([], [])
@@ -350,21 +365,10 @@ def test_peek_on_one_mount_while_consumers_on_two_others_drain_the_queue(roots, 
     try:
         while any(proc.is_alive() for proc in procs):
             peeked = peeker.peek("q", n=20)
-            seen = [m.id for m in peeked]
-            assert len(set(seen)) == len(seen)
-            assert all(not m.corrupt and m.message == "m{}".format(order[m.id]) for m in peeked)
-            positions = [order[msg_id] for msg_id in seen]
-            assert positions == sorted(positions)
-            shown.update(seen)
+            shown.update(check_peeked(peeked, order))
     finally:
-        for proc in procs:
-            if proc.is_alive():
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.join(30)
-    got = []
-    for out in outs.values():
-        with open(out) as handle:
-            got += json.load(handle)
+        stop(procs)
+    got = consumed_ids(outs.values())
     assert sorted(got) == sorted(ids)  # each consumed exactly once: the peeks took nothing
     assert shown  # the peeker saw messages while they were being consumed
     assert not os.path.exists(os.path.join(roots["a"], "q", ".quarantine"))

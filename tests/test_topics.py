@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -145,13 +146,24 @@ def test_no_subscriber_publishes_nothing(b, root):
     assert snapshot(root) == before
 
 
-def test_a_deleted_subscriber_fails_the_publish_before_anything_is_written(b, root):
+def test_deleting_a_queue_removes_its_subscriptions(b, root):
+    for topic in ("news", "alerts"):
+        for queue in ("a", "b"):
+            b.subscribe(topic, queue)
+    b.delete_queue("b")
+    assert b.subscriptions() == {"alerts": ["a"], "news": ["a"]}
+    strict = ddmq.broker(root)
+    assert [m.queue for m in strict.publish_topic("news", "x")] == ["a"]
+    assert not os.path.exists(os.path.join(root, "b"))   # not made again by the publish
+
+
+def test_a_subscriber_removed_without_ddmq_fails_the_publish_before_anything_is_written(b, root):
     for queue in ("a", "b"):
         b.subscribe("news", queue)
-    b.delete_queue("b")
+    shutil.rmtree(os.path.join(root, "b"))
     strict = ddmq.broker(root)
     before = snapshot(root)
-    with pytest.raises(QueueNotFoundError):
+    with pytest.raises(QueueNotFoundError, match="subscribed to topic 'news'.*unsubscribe"):
         strict.publish_topic("news", "x")
     assert snapshot(root) == before
     with pytest.raises(InvalidInputError):
