@@ -33,12 +33,14 @@ from .queue import Queue
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
     import logging
-    from threading import Event
     from typing import Any, Callable, Iterable, Iterator, Literal, overload
 
-    from .consuming import Processing
+    from .consuming import Handler, Processing, WorkCounts
+    from .message import PayloadCodec
     from .message import message as Message
     from .settings import Settings
+    from .stats import Figures
+    from .wait import StopEvent
 
     #: A path given by the caller: text or an ``os.PathLike``.
     StrPath = str | os.PathLike[str]
@@ -75,7 +77,7 @@ class broker:
 
     def __init__(self, root: StrPath, create: bool = False, verbose: bool = False,
                  debug: bool = False, clock: Callable[[], float] | None = None,
-                 codec: object = None, umask: str | int | None = None) -> None:
+                 codec: PayloadCodec | None = None, umask: str | int | None = None) -> None:
         if debug or verbose:
             _log_to_stderr(debug)
         if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
@@ -109,9 +111,9 @@ class broker:
         self.global_settings = dict(self.default_settings, **self._read_config(config))
         root_umask = fs.parse_umask(self.global_settings["umask"])
         if umask is not None and root_umask != self.umask:
-            raise ConfigError("root {} already exists with umask {}, not {:03o}; change its "
+            raise ConfigError("root {} already exists with umask {}, not {}; change its "
                               "ddmq.yaml to change it (existing files keep their modes)".format(
-                                  self.root, _octal(root_umask), self.umask), "config")
+                                  self.root, _octal(root_umask), _octal(self.umask)), "config")
         self.umask = root_umask
         if clock is None and self.global_settings["clock"] == "filesystem":
             self.clock = FilesystemClock(self.root, self.umask)
@@ -124,7 +126,7 @@ class broker:
     def queue_settings(self) -> dict[str, Settings]:
         """The merged settings of each queue this broker has loaded, by queue name."""
         return {name: queue.settings for name, queue in self._queues.items()
-                if queue.settings is not None}
+                if not queue.stale}
 
     # Settings
 
@@ -166,7 +168,7 @@ class broker:
             self.global_settings = dict(self.default_settings, **current)
         for name, loaded in self._queues.items():
             if not queue or name == queue:
-                loaded.settings = None
+                loaded.stale = True
 
     # Queues
 
@@ -233,7 +235,14 @@ class broker:
         delayed_dir = os.path.join(self._existing_queue_dir(queue), protocol.DELAYED_DIR)
         return sorted(name for name in _listdir(delayed_dir) if names.DELAYED_NAME.match(name))
 
-    def stats(self, queue: str | None = None) -> dict[str, Any]:
+    if TYPE_CHECKING:  # the overloads: one queue's figures, or every queue's by name
+        @overload
+        def stats(self, queue: str) -> Figures: ...
+
+        @overload
+        def stats(self, queue: None = None) -> dict[str, Figures]: ...
+
+    def stats(self, queue: str | None = None) -> Figures | dict[str, Figures]:
         """Return the figures of ``queue`` as a dict, or of every queue as {name: dict}.
 
         Counted from directory listings and file names only, never reading
@@ -245,7 +254,7 @@ class broker:
             return {name: self._stats(name) for name in self.list_queues()}
         return self._stats(queue)
 
-    def _stats(self, queue: str, since: float | None = None) -> dict[str, Any]:
+    def _stats(self, queue: str, since: float | None = None) -> Figures:
         from . import stats  # not at the top: start-up time of plain commands
 
         q = self._queue(queue)
@@ -383,16 +392,16 @@ class broker:
         @overload
         def consume(self, queue: str, n: Literal[1] = 1, clean: bool = True,
                     skip_cleaning: bool | None = None, wait: float | None = None,
-                    stop: Event | None = None) -> Message | None: ...
+                    stop: StopEvent | None = None) -> Message | None: ...
 
         @overload
         def consume(self, queue: str, n: int, clean: bool = True,
                     skip_cleaning: bool | None = None, wait: float | None = None,
-                    stop: Event | None = None) -> Message | list[Message] | None: ...
+                    stop: StopEvent | None = None) -> Message | list[Message] | None: ...
 
     def consume(self, queue: str, n: int = 1, clean: bool = True,
                 skip_cleaning: bool | None = None, wait: float | None = None,
-                stop: Event | None = None) -> Message | list[Message] | None:
+                stop: StopEvent | None = None) -> Message | list[Message] | None:
         """Consume up to ``n`` messages from ``queue``, in serving order.
 
         Each is claimed into the work folder with its expiry in its name
@@ -439,7 +448,7 @@ class broker:
         return delayed.promote_due(q, self.clock(), TAKE_OVER_GRACE, force)
 
     def messages(self, queue: str, wait: float | None = None, max_messages: int | None = None,
-                 stop: Event | None = None) -> Iterator[Message]:
+                 stop: StopEvent | None = None) -> Iterator[Message]:
         """Return an iterator over messages consumed from ``queue`` one at a time; the caller acks.
 
         Each step is ``consume(queue, wait=wait, stop=stop)``; the iteration
@@ -452,7 +461,7 @@ class broker:
         return consuming.messages(self, queue, wait, max_messages, stop)
 
     def processing(self, queue: str, wait: float | None = None, heartbeat: bool = True,
-                   stop: Event | None = None) -> Processing:
+                   stop: StopEvent | None = None) -> Processing:
         """Return a context manager giving one consumed message (or None if none came in time).
 
         The message is acked when the ``with`` block ends normally and
@@ -465,9 +474,9 @@ class broker:
 
         return consuming.Processing(self, queue, wait, heartbeat, stop)
 
-    def work(self, queue: str, func: Callable[[Message], object], jobs: int = 1,
+    def work(self, queue: str, func: Handler, jobs: int = 1,
              max_messages: int | None = None, idle_exit: float | None = None,
-             heartbeat: bool = True, stop: Event | None = None) -> dict[str, int]:
+             heartbeat: bool = True, stop: StopEvent | None = None) -> WorkCounts:
         """Run ``func(msg)`` for each message of ``queue`` in ``jobs`` threads; return the counts.
 
         A message is acked when ``func`` returns, nacked when it raises, its
@@ -577,6 +586,7 @@ class broker:
         q = self._queue(queue)
         kept = []
         for msg in msgs:
+            assert msg.filename is not None, "consume names the claim of each message"
             if protocol.remove(q.work_dir, msg.filename, q.settings["fsync"]):
                 kept.append(msg)
             else:
@@ -857,10 +867,10 @@ class broker:
                     msg_files: WorkNames | None) -> tuple[str, list[str]]:
         """Return (queue, [work names]) from ack/nack arguments, validating every name first."""
         if isinstance(queue, message):
-            name, msg_files = queue.queue, queue.filename
+            given, msg_files = queue.queue, queue.filename
         else:
-            name = queue
-        names.check_queue_name(name)
+            given = queue
+        name = names.check_queue_name(given)
         if msg_files is None or msg_files == []:
             raise InvalidInputError("no message file names given for queue {!r}".format(name),
                                     "invalid")
@@ -920,7 +930,7 @@ class broker:
             q = self._queues[name]
         except (KeyError, TypeError):
             q = None
-        if q is not None and q.settings is not None:
+        if q is not None and not q.stale:
             return q
         path = self._path(name)
         if not self._is_queue(path):
@@ -1000,6 +1010,7 @@ def _log_to_stderr(debug: bool) -> None:
     import logging
 
     logger = log.get()
+    assert logger is not None, "logging is imported: the ddmq logger exists"
     level = logging.DEBUG if debug else logging.INFO
     if _stderr_handler is None:
         _stderr_handler = logging.StreamHandler(sys.stderr)

@@ -99,6 +99,7 @@ class Renewer:
         elif msg.timeout is not None:
             seconds = msg.timeout
         else:
+            assert msg.queue is not None, "a consumed message names its queue"
             seconds = broker.get_settings(msg.queue)["message_timeout"]
         lease = Lease(broker, msg, timeout, interval or renew_interval(seconds))
         with self._cond:

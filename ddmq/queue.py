@@ -39,6 +39,8 @@ class Queue:
         #: What this process knows of the delayed messages (see :mod:`ddmq.delayed`).
         self.delayed = DelayedIndex(self.dir)
         self.settings = settings
+        #: True once a settings file changed: the next use merges the settings again.
+        self.stale = False
         #: The queue's ``umask`` setting as an int, None if unset: what protocol's creators take.
         self.umask = fs.parse_umask(settings["umask"])
         #: Epoch time this queue was last cleaned, as far as this process knows.
@@ -68,5 +70,6 @@ class Queue:
     def reload(self, settings: Settings) -> None:
         """Take freshly merged ``settings``, keeping the scanner and the cleaning state."""
         self.settings = settings
+        self.stale = False
         self.umask = fs.parse_umask(settings["umask"])
         self.last_cleaned = max(self.last_cleaned, settings["cleaned"])

@@ -340,7 +340,9 @@ class CommandWorker:
                 if msg is not None:
                     msgs = [msg]
             else:
-                msgs = self.broker.consume(self.queue, n=free, wait=wait)
+                got = self.broker.consume(self.queue, n=free, wait=wait)
+                assert isinstance(got, list), "n > 1 answers a list"
+                msgs = got
         except StorageError as exc:
             log.warning("Could not claim from %s: %s", self.queue, exc)
             time.sleep(self._poll_cap if not self.running else 0)
