@@ -620,9 +620,14 @@ class CommandWorker:
         return bool(acked)
 
     def _nack(self, msg: Message, reason: str, requeue: bool | None = None) -> bool:
-        """Nack ``msg`` (requeued or dropped as its settings say, unless ``requeue``)."""
+        """Nack ``msg`` (requeued or dropped as its settings say, unless ``requeue``).
+
+        A forced requeue (work interrupted, not failed) is served again at
+        once: the queue's retry delay is for failures.
+        """
         try:
-            done = self.broker.nack(msg, requeue=requeue, reason=reason)
+            done = self.broker.nack(msg, requeue=requeue, reason=reason,
+                                    delay=0 if requeue else None)
         except StorageError as exc:
             done = []
             log.warning("Could not nack %s: %s", msg.filename, exc)

@@ -205,6 +205,7 @@ def test_a_sigkilled_workers_command_is_gone_and_its_message_delivered_again(b, 
 @pytest.mark.parametrize("trap", [False, True], ids=["dies-on-term", "ignores-term"])
 def test_sigterm_requeues_the_running_message_at_once(b, root, tmp_path, trap):
     msgs = b.publish_many("q", ["first", "second"])
+    b.update_settings_file("q", {"requeue_delay": 300})   # for failures, not interruptions
     pidfile = tmp_path / "pid"
     script = ('trap "" TERM; ' if trap else "") + 'echo $$ > "$0"; while :; do sleep 0.1; done'
     worker = start(root, "--grace", 1, command=["sh", "-c", script, pidfile])
@@ -223,6 +224,7 @@ def test_sigterm_requeues_the_running_message_at_once(b, root, tmp_path, trap):
     assert not alive(command_pid)
     waiting, work_files = b.get_message_list("q")
     assert work_files == [] and len(waiting) == 2          # nothing lost, nothing claimed
+    assert b.get_delayed_list("q") == []                   # waiting at once, not delayed
     again = b.consume("q", n=2)
     assert sorted(m.id for m in again) == sorted(m.id for m in msgs)
 
