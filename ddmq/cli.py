@@ -781,7 +781,7 @@ def touch(args):
         new = b.touch(args.queue, args.msg_file, timeout=args.timeout)
     except LeaseLostError as exc:
         sys.stderr.write("ddmq touch: error: {}\n".format(exc))
-        return Output([], None, EXIT_LOST)
+        return Output([], str, EXIT_LOST)
     return Output([{"queue": args.queue, "filename": new, "previous": args.msg_file}],
                   lambda r: r["filename"])
 
@@ -1141,19 +1141,12 @@ JSON_COMMAND = Command("Run command(s) packaged as JSON objects", _build_json, N
 def render(output, fmt):
     """Return ``output``'s records as text in format ``fmt`` ('' if plain and there are none)."""
     records = output.records
-    if fmt == "json":
-        import json
-
-        return json.dumps(output.document(records)) + "\n"
+    if fmt in ("json", "yaml"):
+        return _render_document(output.document(records), fmt)
     if fmt == "jsonl":
         import json
 
         return "".join(json.dumps(record) + "\n" for record in records)
-    if fmt == "yaml":
-        import yaml
-
-        return yaml.safe_dump(output.document(records), default_flow_style=False,
-                              sort_keys=False, allow_unicode=True)
     if fmt == "table":
         return _render_table(records, output.columns)
     if fmt == "prometheus":
@@ -1163,6 +1156,18 @@ def render(output, fmt):
     blocks = [output.plain(record) for record in records]
     separator = "\n\n" if any("\n" in block for block in blocks) else "\n"
     return separator.join(blocks) + "\n" if blocks else ""
+
+
+def _render_document(document, fmt):
+    """Return the one json or yaml (``fmt``) document of a command, or of a ``ddmq json`` run."""
+    if fmt == "json":
+        import json
+
+        return json.dumps(document) + "\n"
+    import yaml
+
+    return yaml.safe_dump(document, default_flow_style=False, sort_keys=False,
+                          allow_unicode=True)
 
 
 def _render_table(records, columns=None):
@@ -1377,7 +1382,7 @@ def _print_documents(documents):
         docs = documents.get(fmt)
         if docs:
             whole = docs[0] if len(docs) == 1 else docs
-            sys.stdout.write(render(Output([whole], str, document=_single), fmt))
+            sys.stdout.write(_render_document(whole, fmt))
     sys.stdout.flush()
 
 
