@@ -624,6 +624,8 @@ def delete(args: argparse.Namespace) -> Output:
 
 def _read_payload(path: str) -> bytes:
     """Return the bytes of the file ``path``, or of stdin if it is '-'."""
+    if path == "-" and sys.stdin is None:  # fd 0 was closed: Python has no stdin at all
+        raise InvalidInputError("cannot read --file -: standard input is closed", "invalid")
     try:
         if path == "-":
             return sys.stdin.buffer.read()
