@@ -75,6 +75,7 @@ if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-u
     Documents = dict[str, list[object]]
 
 EXIT_OK = 0
+WATCH_SECONDS = 2.0   # view --watch without SECONDS
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_EMPTY = 3
@@ -344,8 +345,8 @@ def _build_view(parser: Parser) -> None:
     parser.add("queue", nargs="?", type=_queue_list,
                help="comma-separated queues to show (default: all)")
     parser.add("-n", action="store_true", help="only list the names of the queues")
-    parser.add("--watch", nargs="?", type=_refresh_seconds, const=2.0, metavar="SECONDS",
-               help="redraw every SECONDS (default 2; without SECONDS put --watch after root) "
+    parser.add("--watch", nargs="?", type=_refresh_seconds, const=WATCH_SECONDS, metavar="SECONDS",
+               help="redraw every SECONDS (default 2) "
                     "with publish and ack rates and the time to empty, until Ctrl-C; not on a "
                     "terminal (or with --format json), print one JSON document per refresh, "
                     "one per line")
@@ -1014,7 +1015,8 @@ def _build_work(parser: Parser) -> None:
                help="stop after N messages")
     parser.add("--idle-exit", type=_seconds_value, metavar="SECONDS",
                help="stop once the queue has had nothing to claim for SECONDS with nothing "
-                    "running (default: wait for messages forever)")
+                    "running and no retry due within SECONDS (default: wait for messages "
+                    "forever)")
     parser.add("--task-timeout", type=_seconds_value, metavar="SECONDS",
                help="send a command running longer SIGTERM (SIGKILL 5 s later) and nack it")
     parser.add("--grace", type=_seconds_value, default=10.0, metavar="SECONDS",
@@ -1462,8 +1464,26 @@ def _dispatch(argv: list[str]) -> int:
         sys.stderr.write("ddmq: error: unknown command {!r} (one of: {}; see 'ddmq -h')\n".format(
             name, ", ".join(list(COMMANDS) + ["json"])))
         return EXIT_USAGE
+    if name == "view":
+        rest = _seconds_left_out(rest, "--watch", WATCH_SECONDS)
     return _guarded(name, lambda: _execute(name, COMMANDS[name].parser(name).parse_args(rest)),
                     "-d" in rest)
+
+
+def _seconds_left_out(argv: list[str], option: str, default: float) -> list[str]:
+    """Return ``argv`` with ``option`` given its ``default`` where no number follows it.
+
+    argparse gives an optional value the next word whatever it is, so
+    ``view --watch ROOT`` would read ROOT as the seconds.
+    """
+    out = list(argv)
+    for index, arg in enumerate(out[:-1]):
+        if arg == option and not out[index + 1].startswith("-"):
+            try:
+                float(out[index + 1])
+            except ValueError:
+                out[index] = "{}={:g}".format(option, default)
+    return out
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
