@@ -37,6 +37,8 @@ beautifultable and the YAML emitter are imported only by their renderers,
 so that ``publish`` and ``consume`` start fast.
 """
 
+from __future__ import annotations
+
 import argparse
 import functools
 import os
@@ -49,7 +51,31 @@ from .errors import (DdmqError, InvalidInputError, LeaseLostError, QueueNotFound
 from .message import json_payload, message
 from .names import READY_NAME, WORK_NAME, check_queue_name, check_topic_name
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up
+    import re
+    from typing import Any, Callable, Iterable, NoReturn, Optional, Sequence, TextIO, Union
+
+    from .worker import CommandWorker, EventKind, EventRecord, Summary
+
+    #: A record: one thing a command did or found, as the renderers show it (its
+    #: values are what JSON holds, a message's payload included).
+    Record = dict[str, Any]
+    #: How ``plain`` shows one record: a line, or a block of lines.
+    Plain = Callable[[Record], str]
+    #: What makes the one json/yaml document of a command's records.
+    Document = Callable[[list[Record]], object]
+    #: The (key, header) pairs of a table's columns.
+    Columns = Sequence[tuple[str, str]]
+    #: A subcommand: runs on the parsed arguments, returns what it produced.
+    Handler = Callable[[argparse.Namespace], "Output"]
+    #: Adds a subcommand's arguments to its parser.
+    Builder = Callable[["Parser"], None]
+    #: The json/yaml documents of a ``ddmq json`` run, by format, in the order they came.
+    Documents = dict[str, list[object]]
+
 EXIT_OK = 0
+WATCH_SECONDS = 2.0   # view --watch without SECONDS
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_EMPTY = 3
@@ -111,26 +137,27 @@ class UsageError(Exception):
 class Output:
     """What a subcommand produced: its records, how to show one as plain text, its status."""
 
-    def __init__(self, records, plain, status=EXIT_OK, document=list):
+    def __init__(self, records: list[Record], plain: Plain, status: int = EXIT_OK,
+                 document: Document = list) -> None:
         self.records = records
         self.plain = plain
         self.status = status
         #: The function that makes the one json/yaml document of the records.
         self.document = document
         #: The keys a table shows, and their headers (None: every key, as it is).
-        self.columns = None
+        self.columns: Optional[Columns] = None
         #: True if the command wrote its output itself (view --watch): nothing to render.
         self.shown = False
 
 
-def _single(records):
+def _single(records: list[Record]) -> Optional[Record]:
     """The document of a command that gives at most one record: that record, or None."""
     return records[0] if records else None
 
 
 # Parsing.
 
-def _help_formatter(prog):
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
     """Return argparse's help formatter, sized without importing shutil (faster start-up)."""
     try:
         width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(1).columns
@@ -142,31 +169,35 @@ def _help_formatter(prog):
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises UsageError and keeps each argument's action by key."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         # No abbreviations: "--requeue" must never be read as another option's prefix.
-        super().__init__(*args, formatter_class=_help_formatter, allow_abbrev=False, **kwargs)
-        self.keys = {}
-        self.check = None   # checks the parsed arguments together, if set
+        super().__init__(formatter_class=_help_formatter, allow_abbrev=False, **kwargs)
+        self.keys: dict[str, argparse.Action] = {}
+        # Checks the parsed arguments together, if set.
+        self.check: Optional[Callable[[argparse.Namespace], None]] = None
 
-    def parse_args(self, args=None, namespace=None):
+    # Narrower than the base class's three overloads: ddmq never passes a namespace
+    # object, so only the form that returns an argparse.Namespace is kept.
+    def parse_args(self, args: Optional[Iterable[str]] = None,  # type: ignore[override]
+                   namespace: None = None) -> argparse.Namespace:
         parsed = super().parse_args(args, namespace)
         if self.check is not None:
             self.check(parsed)
         return parsed
 
-    def add(self, *flags, **kwargs):
+    def add(self, *flags: str, **kwargs: Any) -> argparse.Action:
         """Add an argument and keep its action under its destination, the JSON key."""
         action = self.add_argument(*flags, **kwargs)
         self.keys[action.dest] = action
         return action
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError("{} (see '{} -h')".format(message, self.prog))
 
 
 # Argument types; argparse reports their ArgumentTypeError as a usage error.
 
-def _natural(text):
+def _natural(text: str) -> int:
     """Return ``text`` as an integer >= 0."""
     try:
         value = int(text)
@@ -177,7 +208,7 @@ def _natural(text):
     return value
 
 
-def _positive(text):
+def _positive(text: str) -> int:
     """Return ``text`` as an integer >= 1."""
     try:
         value = int(text)
@@ -188,7 +219,7 @@ def _positive(text):
     return value
 
 
-def _seconds(text):
+def _seconds(text: str) -> float:
     """Return ``text`` as a finite number of seconds >= 0."""
     try:
         value = float(text)
@@ -197,7 +228,7 @@ def _seconds(text):
     if not 0 <= value < float("inf"):   # also NaN
         raise argparse.ArgumentTypeError("must be a number of seconds >= 0, not {!r}".format(text))
     return value
-def _umask(text):
+def _umask(text: str) -> str:
     """Return ``text`` if it is an octal umask such as 007 (at most 0777)."""
     from .fs import valid_umask
 
@@ -207,7 +238,7 @@ def _umask(text):
     return text
 
 
-def _wait_seconds(text):
+def _wait_seconds(text: str) -> float:
     """Return ``text`` as seconds to wait: a number >= 0, or 'forever'."""
     if text.lower() in ("forever", "inf", "infinity"):
         from .wait import FOREVER
@@ -220,7 +251,7 @@ def _wait_seconds(text):
             "must be a number of seconds >= 0 or 'forever', not {!r}".format(text)) from None
 
 
-def _refresh_seconds(text):
+def _refresh_seconds(text: str) -> float:
     """Return ``text`` as a number of seconds > 0 (at most a day): a refresh interval."""
     try:
         value = float(text)
@@ -231,7 +262,7 @@ def _refresh_seconds(text):
     return value
 
 
-def _queue_name(text):
+def _queue_name(text: str) -> str:
     """Return ``text`` if it is a valid queue name."""
     try:
         return check_queue_name(text)
@@ -239,7 +270,7 @@ def _queue_name(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _topic_name(text):
+def _topic_name(text: str) -> str:
     """Return ``text`` if it is a valid topic name."""
     try:
         return check_topic_name(text)
@@ -247,12 +278,12 @@ def _topic_name(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _queue_list(text):
+def _queue_list(text: str) -> list[str]:
     """Return the queue names in the comma-separated ``text``, each checked, once each."""
     return list(dict.fromkeys(_queue_name(queue) for queue in text.split(",")))
 
 
-def _file_list(text, patterns):
+def _file_list(text: str, patterns: Iterable[re.Pattern[str]]) -> list[str]:
     """Return the file names in the comma-separated ``text``; refuse paths and other names."""
     files = text.split(",")
     for name in files:
@@ -264,12 +295,12 @@ def _file_list(text, patterns):
     return list(dict.fromkeys(files))
 
 
-def _work_files(text):
+def _work_files(text: str) -> list[str]:
     """Return the consumed messages' file names in the comma-separated ``text``."""
     return _file_list(text, (WORK_NAME,))
 
 
-def _work_file(text):
+def _work_file(text: str) -> str:
     """Return the one consumed message's file name ``text``."""
     files = _file_list(text, (WORK_NAME,))
     if len(files) != 1 or "," in text:
@@ -277,19 +308,20 @@ def _work_file(text):
     return files[0]
 
 
-def _message_files(text):
+def _message_files(text: str) -> list[str]:
     """Return the waiting or consumed messages' file names in the comma-separated ``text``."""
     return _file_list(text, (READY_NAME, WORK_NAME))
 
 
 # The arguments of each subcommand.  Their destinations are the keys of ``ddmq json``.
 
-def _add_root(parser):
+def _add_root(parser: Parser) -> None:
     parser.add("root", help="root folder of the queues (the folder holding ddmq.yaml)")
 
 
-def _add_common(parser, force, silent="silent mode: print nothing on success",
-                formats=FORMATS, default_format="plain"):
+def _add_common(parser: Parser, force: Optional[str],
+                silent: Optional[str] = "silent mode: print nothing on success",
+                formats: tuple[str, ...] = FORMATS, default_format: str = "plain") -> None:
     """Add -f (helped by ``force``, if any), --format, -v, -d and -s (if ``silent``)."""
     if force:
         parser.add("-f", action="store_true", help=force)
@@ -301,20 +333,20 @@ def _add_common(parser, force, silent="silent mode: print nothing on success",
         parser.add("-s", action="store_true", help=silent)
 
 
-def _add_skip_cleaning(parser, verb):
+def _add_skip_cleaning(parser: Parser, verb: str) -> None:
     # Both spellings: the original's publish said --skip_cleaning, its consume --skip-cleaning.
     parser.add("-C", "--skip_cleaning", "--skip-cleaning", dest="skip_cleaning",
                action="store_true",
                help="{} without first cleaning expired messages out of the queue".format(verb))
 
 
-def _build_view(parser):
+def _build_view(parser: Parser) -> None:
     _add_root(parser)
     parser.add("queue", nargs="?", type=_queue_list,
                help="comma-separated queues to show (default: all)")
     parser.add("-n", action="store_true", help="only list the names of the queues")
-    parser.add("--watch", nargs="?", type=_refresh_seconds, const=2.0, metavar="SECONDS",
-               help="redraw every SECONDS (default 2; without SECONDS put --watch after root) "
+    parser.add("--watch", nargs="?", type=_refresh_seconds, const=WATCH_SECONDS, metavar="SECONDS",
+               help="redraw every SECONDS (default 2) "
                     "with publish and ack rates and the time to empty, until Ctrl-C; not on a "
                     "terminal (or with --format json), print one JSON document per refresh, "
                     "one per line")
@@ -322,8 +354,8 @@ def _build_view(parser):
                 formats=("table",) + FORMATS + ("prometheus",), default_format="table")
 
 
-def _build_queues(verb, force):
-    def build(parser):
+def _build_queues(verb: str, force: str) -> Builder:
+    def build(parser: Parser) -> None:
         _add_root(parser)
         parser.add("queue", type=_queue_list,
                    help="comma-separated names of the queues to {}".format(verb))
@@ -331,7 +363,7 @@ def _build_queues(verb, force):
     return build
 
 
-def _build_create(parser):
+def _build_create(parser: Parser) -> None:
     _build_queues("create", "create the root folder if missing")(parser)
     parser.add("--umask", type=_umask, metavar="OCTAL",
                help="with -f, give a new root this umask setting, e.g. 007: files and folders "
@@ -339,7 +371,7 @@ def _build_create(parser):
                     "must already have it)")
 
 
-def _build_publish(parser):
+def _build_publish(parser: Parser) -> None:
     _add_root(parser)
     # With --topic there is no queue: the first text after ROOT is the message,
     # so the queue is checked with the other arguments (_check_publish).
@@ -380,8 +412,8 @@ def _build_publish(parser):
     _add_common(parser, "create the root folder and the queue if missing")
 
 
-def _build_subscribe(verb):
-    def build(parser):
+def _build_subscribe(verb: str) -> Builder:
+    def build(parser: Parser) -> None:
         _add_root(parser)
         parser.add("topic", type=_topic_name, help="topic name")
         parser.add("queue", type=_queue_list,
@@ -391,13 +423,13 @@ def _build_subscribe(verb):
     return build
 
 
-def _build_subscriptions(parser):
+def _build_subscriptions(parser: Parser) -> None:
     _add_root(parser)
     parser.add("topic", nargs="?", type=_topic_name, help="topic to show (default: all)")
     _add_common(parser, None, silent=None)
 
 
-def _build_consume(parser):
+def _build_consume(parser: Parser) -> None:
     _add_root(parser)
     parser.add("queue", type=_queue_name, help="queue to consume from")
     parser.add("-n", type=_positive, default=1, metavar="N",
@@ -410,7 +442,7 @@ def _build_consume(parser):
                 silent="do not report an empty queue on stderr")
 
 
-def _build_peek(parser):
+def _build_peek(parser: Parser) -> None:
     _add_root(parser)
     parser.add("queue", type=_queue_name, help="queue to look into")
     parser.add("-n", type=_positive, default=1, metavar="N",
@@ -418,8 +450,8 @@ def _build_peek(parser):
     _add_common(parser, None, silent="do not report an empty queue or corrupt files on stderr")
 
 
-def _build_settle(verb, requeue_help):
-    def build(parser):
+def _build_settle(verb: str, requeue_help: str) -> Builder:
+    def build(parser: Parser) -> None:
         _add_root(parser)
         parser.add("queue", type=_queue_name, help="queue the messages were consumed from")
         parser.add("msg_files", type=_work_files,
@@ -437,7 +469,7 @@ def _build_settle(verb, requeue_help):
     return build
 
 
-def _build_redrive(parser):
+def _build_redrive(parser: Parser) -> None:
     _add_root(parser)
     parser.add("queue", type=_queue_name, help="the dead-letter queue to take messages from")
     parser.add("--to", type=_queue_name, metavar="QUEUE",
@@ -447,7 +479,7 @@ def _build_redrive(parser):
     _add_common(parser, None)
 
 
-def _build_touch(parser):
+def _build_touch(parser: Parser) -> None:
     _add_root(parser)
     parser.add("queue", type=_queue_name, help="queue the message was consumed from")
     parser.add("msg_file", type=_work_file,
@@ -459,7 +491,7 @@ def _build_touch(parser):
     _add_common(parser, None)
 
 
-def _build_del_msg(parser):
+def _build_del_msg(parser: Parser) -> None:
     _add_root(parser)
     parser.add("queue", type=_queue_name, help="queue the messages are in")
     parser.add("msg_files", type=_message_files,
@@ -467,7 +499,7 @@ def _build_del_msg(parser):
     _add_common(parser, None)
 
 
-def _build_json(parser):
+def _build_json(parser: Parser) -> None:
     parser.add("payload", nargs="?",
                help="a JSON object, in single quotes; without it, JSON objects are read from "
                     "stdin, one per line, and run in order")
@@ -477,19 +509,19 @@ def _build_json(parser):
 # changes nothing.  Each calls the broker and returns an Output; none touches
 # the disk except through the broker.
 
-def _open_broker(args):
+def _open_broker(args: argparse.Namespace) -> broker:
     """Return the broker of ``args.root``; with -f it creates the root and queues as needed."""
     return broker(args.root, create=getattr(args, "f", False), verbose=args.v, debug=args.d,
                   umask=getattr(args, "umask", None))
 
 
-def _require_queues(b, queues):
+def _require_queues(b: broker, queues: Iterable[str]) -> None:
     """Check that every queue exists, or create it if ``b`` may, before anything changes."""
     for queue in queues:
         b.get_settings(queue)
 
 
-def _message_record(msg):
+def _message_record(msg: message) -> Record:
     """Return a message's fields as a dict in the order of MESSAGE_FIELDS.
 
     A bytes payload is shown as its file holds it: base64 text, followed by
@@ -499,7 +531,7 @@ def _message_record(msg):
     if msg.corrupt:
         return {"queue": msg.queue, "filename": msg.filename, "corrupt": True}
     data = msg.to_dict()
-    record = {"message": data["message"]}
+    record: Record = {"message": data["message"]}
     if isinstance(record["message"], (bytes, bytearray)):
         record["message"], record["message_encoding"] = json_payload(record["message"])
     if msg.codec is not None:
@@ -511,7 +543,7 @@ def _message_record(msg):
     return record
 
 
-def _plain_message(record):
+def _plain_message(record: Record) -> str:
     return "\n".join("{} = {}".format(key, value) for key, value in record.items())
 
 
@@ -522,28 +554,29 @@ VIEW_COLUMNS = (("queue", "queue"), ("waiting", "waiting"), ("in_flight", "runni
                 ("oldest_claim_age", "claim_age"))
 
 
-def _by_queue(records):
+def _by_queue(records: list[Record]) -> dict[str, Record]:
     """view's json/yaml document: {queue: {figure: value}} (0.9.14 keyed it by queue too)."""
     return {record["queue"]: {key: value for key, value in record.items() if key != "queue"}
             for record in records}
 
 
-def _view_queues(args, b):
-    queues = args.queue
+def _view_queues(args: argparse.Namespace, b: broker) -> list[str]:
+    queues: Optional[list[str]] = args.queue
     if queues is None:
-        return b.list_queues()
-    _require_queues(b, queues)
+        queues = b.list_queues()
+    else:
+        _require_queues(b, queues)
     return queues
 
 
-def view_output(records):
+def view_output(records: list[Record]) -> Output:
     """Return the Output of view's ``records`` ({"queue": name, figure: value, ...})."""
     output = Output(records, lambda r: "{queue} {waiting} {work}".format(**r), document=_by_queue)
     output.columns = VIEW_COLUMNS
     return output
 
 
-def view(args):
+def view(args: argparse.Namespace) -> Output:
     """List the queues (all, or the named ones) with their figures (see ddmq.stats)."""
     b = _open_broker(args)
     if args.watch is not None:
@@ -551,7 +584,8 @@ def view(args):
             raise UsageError("--watch shows the figures as a table or as json, without -n")
         from . import watch  # not at the top: start-up time of plain commands
 
-        return watch.run(b, lambda: _view_queues(args, b), args.watch, args.format)
+        shown: Output = watch.run(b, lambda: _view_queues(args, b), args.watch, args.format)
+        return shown
     queues = _view_queues(args, b)
     if args.n:
         return Output([{"queue": queue} for queue in queues], lambda r: r["queue"],
@@ -559,11 +593,11 @@ def view(args):
     return view_output([dict(queue=queue, **b.stats(queue)) for queue in queues])
 
 
-def create(args):
+def create(args: argparse.Namespace) -> Output:
     """Create the named queues; existing ones are left as they are."""
     b = _open_broker(args)
     existing = set(b.list_queues())
-    records = []
+    records: list[Record] = []
     for queue in args.queue:
         if queue not in existing:
             b.create_queue(queue)
@@ -572,7 +606,7 @@ def create(args):
                                       else "queue {queue} already exists").format(**r))
 
 
-def delete(args):
+def delete(args: argparse.Namespace) -> Output:
     """Delete the named queues; a missing one is an error before any deletion, unless -f."""
     b = _open_broker(args)
     existing = set(b.list_queues())
@@ -580,7 +614,7 @@ def delete(args):
     if missing and not args.f:
         raise QueueNotFoundError("queue {!r} does not exist in {} (nothing deleted; -f skips "
                                  "missing queues)".format(missing[0], b.root), "no_queue")
-    records = []
+    records: list[Record] = []
     for queue in args.queue:
         if queue in existing:
             b.delete_queue(queue)
@@ -589,8 +623,10 @@ def delete(args):
                                       else "queue {queue} does not exist (skipped)").format(**r))
 
 
-def _read_payload(path):
+def _read_payload(path: str) -> bytes:
     """Return the bytes of the file ``path``, or of stdin if it is '-'."""
+    if path == "-" and sys.stdin is None:  # fd 0 was closed: Python has no stdin at all
+        raise InvalidInputError("cannot read --file -: standard input is closed", "invalid")
     try:
         if path == "-":
             return sys.stdin.buffer.read()
@@ -601,7 +637,7 @@ def _read_payload(path):
                                 "invalid") from None
 
 
-def _check_publish(args):
+def _check_publish(args: argparse.Namespace) -> None:
     """Check publish's queue, --topic and message together; set ``args.message`` to the text."""
     hint = " (see 'ddmq publish -h')"
     if args.topic is None:
@@ -622,16 +658,16 @@ def _check_publish(args):
         raise UsageError("one of the arguments message --file --lines is required" + hint)
 
 
-def publish(args):
+def publish(args: argparse.Namespace) -> Output:
     """Publish a text, the bytes of --file, or each line of --lines, to a queue or a topic."""
     # Read every input before the broker is opened: an unreadable file changes nothing.
     texts = None if args.lines is None else _read_lines(args.lines)
     payload = args.message if args.file is None else _read_payload(args.file)
     b = _open_broker(args)
     requeue = True if args.requeue or args.requeue_prio is not None else None
-    options = dict(priority=args.priority, requeue=requeue, requeue_prio=args.requeue_prio,
-                   timeout=args.timeout, requeue_limit=args.requeue_limit,
-                   dead_letter=args.dead_letter)
+    options: dict[str, Any] = dict(priority=args.priority, requeue=requeue,
+                                   requeue_prio=args.requeue_prio, timeout=args.timeout,
+                                   requeue_limit=args.requeue_limit, dead_letter=args.dead_letter)
     if args.topic is not None:
         if args.delay is not None or args.not_before is not None:
             raise InvalidInputError("--delay and --not_before do not apply to --topic", "invalid")
@@ -648,7 +684,7 @@ def publish(args):
     return Output([_message_record(msg)], _plain_message, document=_single)
 
 
-def subscribe(args):
+def subscribe(args: argparse.Namespace) -> Output:
     """Subscribe queues to a topic; a missing queue is an error before any change, unless -f."""
     b = _open_broker(args)
     _require_queues(b, args.queue)
@@ -659,7 +695,7 @@ def subscribe(args):
                                       "topic {topic} already").format(**r))
 
 
-def unsubscribe(args):
+def unsubscribe(args: argparse.Namespace) -> Output:
     """Unsubscribe queues from a topic; one that was not subscribed is reported, not an error."""
     b = _open_broker(args)
     records = [{"topic": args.topic, "queue": queue,
@@ -669,7 +705,7 @@ def unsubscribe(args):
                                       "to topic {topic}").format(**r))
 
 
-def subscriptions(args):
+def subscriptions(args: argparse.Namespace) -> Output:
     """List the subscriptions: one record per topic and subscribed queue."""
     b = _open_broker(args)
     records = [{"topic": topic, "queue": queue}
@@ -680,7 +716,7 @@ def subscriptions(args):
 LINES_BATCH = 1000   # lines per publish_many call of --lines: the progress line's step
 
 
-def _read_lines(source):
+def _read_lines(source: str) -> list[str]:
     """Return the non-empty lines of the file ``source`` ('-': stdin), line endings stripped."""
     name = "standard input" if source == "-" else source
     try:
@@ -702,7 +738,8 @@ def _read_lines(source):
     return [line for line in lines if line]
 
 
-def _publish_lines(b, args, texts, options):
+def _publish_lines(b: broker, args: argparse.Namespace, texts: list[str],
+                   options: dict[str, Any]) -> Output:
     """Publish ``texts`` through publish_many in batches; one record with the count."""
     total, published = len(texts), 0
     progress = total > LINES_BATCH and sys.stderr is not None and sys.stderr.isatty()
@@ -731,11 +768,18 @@ def _publish_lines(b, args, texts, options):
                       s="" if r["published"] == 1 else "s", **r), document=_single)
 
 
-def _messages_output(verb, args, msgs):
-    """Return the Output of messages from consume, pop or peek; none is exit status 3."""
-    document = list
-    if args.n == 1:
-        msgs, document = [] if msgs is None else [msgs], _single
+def _messages_output(verb: str, args: argparse.Namespace,
+                     found: Union[message, None, list[message]]) -> Output:
+    """Return the Output of messages from consume, pop or peek; none is exit status 3.
+
+    ``found`` is what the broker returned: with ``-n 1`` one message or None,
+    else a list.
+    """
+    document: Document = list
+    if isinstance(found, list):
+        msgs = found
+    else:
+        msgs, document = [] if found is None else [found], _single
     if not msgs:
         if not args.s:
             wait = getattr(args, "wait", None)
@@ -746,7 +790,7 @@ def _messages_output(verb, args, msgs):
     return Output([_message_record(msg) for msg in msgs], _plain_message, document=document)
 
 
-def consume(args):
+def consume(args: argparse.Namespace) -> Output:
     """Consume up to -n messages, waiting up to --wait; an empty queue is exit status 3."""
     b = _open_broker(args)
     return _messages_output("consume", args,
@@ -754,7 +798,7 @@ def consume(args):
                                       wait=args.wait))
 
 
-def pop(args):
+def pop(args: argparse.Namespace) -> Output:
     """Consume and delete up to -n messages (at most once); an empty queue is exit status 3."""
     b = _open_broker(args)
     return _messages_output("pop", args,
@@ -762,7 +806,7 @@ def pop(args):
                                   wait=args.wait))
 
 
-def peek(args):
+def peek(args: argparse.Namespace) -> Output:
     """Show up to -n waiting messages without consuming them; an empty queue is exit status 3."""
     b = _open_broker(args)
     output = _messages_output("peek", args, b.peek(args.queue, n=args.n))
@@ -774,22 +818,23 @@ def peek(args):
     return output
 
 
-def touch(args):
+def touch(args: argparse.Namespace) -> Output:
     """Renew the lease of one consumed message; a lost lease is exit status 4."""
     b = _open_broker(args)
     try:
         new = b.touch(args.queue, args.msg_file, timeout=args.timeout)
     except LeaseLostError as exc:
         sys.stderr.write("ddmq touch: error: {}\n".format(exc))
-        return Output([], None, EXIT_LOST)
+        return Output([], str, EXIT_LOST)
     return Output([{"queue": args.queue, "filename": new, "previous": args.msg_file}],
                   lambda r: r["filename"])
 
 
-def _settle(args, verb):
+def _settle(args: argparse.Namespace, verb: str) -> Output:
     """Run ack or nack (``verb``) on the named files; report each one that is gone."""
     b = _open_broker(args)
-    options = dict(requeue=True if args.requeue else None, skip_cleaning=args.skip_cleaning)
+    options: dict[str, Any] = dict(requeue=True if args.requeue else None,
+                                   skip_cleaning=args.skip_cleaning)
     if verb == "ack":
         done = b.ack(args.queue, args.msg_files, **options)
     else:
@@ -805,17 +850,17 @@ def _settle(args, verb):
                   EXIT_ERROR if lost else EXIT_OK)
 
 
-def ack(args):
+def ack(args: argparse.Namespace) -> Output:
     """Acknowledge consumed messages: delete them, or requeue them with -r."""
     return _settle(args, "ack")
 
 
-def nack(args):
+def nack(args: argparse.Namespace) -> Output:
     """Negatively acknowledge consumed messages: requeue them (forced with -r) or delete them."""
     return _settle(args, "nack")
 
 
-def redrive(args):
+def redrive(args: argparse.Namespace) -> Output:
     """Send dead-lettered messages back to their source queue (or --to), counters reset."""
     b = _open_broker(args)
     moved = b.redrive(args.queue, to=args.to, n=args.n)
@@ -824,11 +869,12 @@ def redrive(args):
     return Output(records, lambda r: "redrove {id} to {to}".format(**r))
 
 
-def del_msg(args):
+def del_msg(args: argparse.Namespace) -> Output:
     """Delete the named messages, waiting or consumed; report each one that is gone."""
     b = _open_broker(args)
     _require_queues(b, [args.queue])
-    records, status = [], EXIT_OK
+    records: list[Record] = []
+    status = EXIT_OK
     for name in args.msg_files:
         try:
             b.delete_message(message(queue=args.queue, filename=name))
@@ -840,11 +886,11 @@ def del_msg(args):
     return Output(records, lambda r: "deleted {}".format(r["filename"]), status)
 
 
-def purge(args):
+def purge(args: argparse.Namespace) -> Output:
     """Delete every message of the named queues, keeping the queues."""
     b = _open_broker(args)
     _require_queues(b, args.queue)
-    records = []
+    records: list[Record] = []
     for queue in args.queue:
         waiting, work = b.purge_queue(queue)
         records.append({"queue": queue, "waiting": waiting, "work": work})
@@ -852,11 +898,11 @@ def purge(args):
                                      "work".format(**r))
 
 
-def clean(args):
+def clean(args: argparse.Namespace) -> Output:
     """Requeue or delete the expired messages of the named queues, now."""
     b = _open_broker(args)
     _require_queues(b, args.queue)
-    records = []
+    records: list[Record] = []
     for queue in args.queue:
         b.clean(queue, force=True)
         records.append({"queue": queue, "cleaned": True})
@@ -866,12 +912,12 @@ def clean(args):
 class Command:
     """One subcommand: its summary, how to build its parser, and the function that runs it."""
 
-    def __init__(self, summary, build, run):
+    def __init__(self, summary: str, build: Builder, run: Optional[Handler]) -> None:
         self.summary = summary
         self.build = build
-        self.run = run
+        self.run = run   # None: _dispatch runs the command itself (json)
 
-    def parser(self, name):
+    def parser(self, name: str) -> Parser:
         """Return a new argument parser for this subcommand."""
         parser = Parser(prog="ddmq " + name, description=self.summary + ".", epilog=EPILOG)
         self.build(parser)
@@ -909,7 +955,7 @@ WORK_EPILOG = """exit status: 0 every task succeeded, 4 some task failed or lost
 EXIT_TASKS_FAILED = 4
 
 
-def _seconds_value(text):
+def _seconds_value(text: str) -> float:
     """Return ``text`` as a number of seconds >= 0."""
     try:
         value = float(text)
@@ -920,7 +966,7 @@ def _seconds_value(text):
     return value
 
 
-def _raw_help_formatter(prog):
+def _raw_help_formatter(prog: str) -> argparse.RawDescriptionHelpFormatter:
     width = _help_formatter(prog).__dict__.get("_width", 78) + 2
     return argparse.RawDescriptionHelpFormatter(prog, width=width)
 
@@ -928,12 +974,14 @@ def _raw_help_formatter(prog):
 class _WorkParser(Parser):
     """The parser of ``ddmq work``: the options before ``--``, the command after it."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         # The description keeps its lines: it holds an example command line.
         self.formatter_class = _raw_help_formatter
 
-    def parse_args(self, args=None, namespace=None):
+    def parse_args(self, args: Optional[Iterable[str]] = None,  # type: ignore[override]
+                   namespace: None = None) -> argparse.Namespace:
+        # (The override is narrowed as Parser's is, for the same reason.)
         args = list(sys.argv[1:] if args is None else args)
         if "--" not in args:
             if any(arg in ("-h", "--help") for arg in args):
@@ -950,7 +998,7 @@ class _WorkParser(Parser):
 
 
 class _WorkCommand(Command):
-    def parser(self, name):
+    def parser(self, name: str) -> _WorkParser:
         parser = _WorkParser(prog="ddmq " + name, description=WORK_DESCRIPTION,
                              epilog=WORK_EPILOG,
                              usage="ddmq work [options] ROOT QUEUE -- COMMAND [ARG...]")
@@ -958,7 +1006,7 @@ class _WorkCommand(Command):
         return parser
 
 
-def _build_work(parser):
+def _build_work(parser: Parser) -> None:
     _add_root(parser)
     parser.add("queue", type=_queue_name, help="queue to take the messages from")
     parser.add("-j", "--jobs", type=_positive, default=1, metavar="N",
@@ -967,7 +1015,8 @@ def _build_work(parser):
                help="stop after N messages")
     parser.add("--idle-exit", type=_seconds_value, metavar="SECONDS",
                help="stop once the queue has had nothing to claim for SECONDS with nothing "
-                    "running (default: wait for messages forever)")
+                    "running and no retry due within SECONDS (default: wait for messages "
+                    "forever)")
     parser.add("--task-timeout", type=_seconds_value, metavar="SECONDS",
                help="send a command running longer SIGTERM (SIGKILL 5 s later) and nack it")
     parser.add("--grace", type=_seconds_value, default=10.0, metavar="SECONDS",
@@ -988,14 +1037,15 @@ def _build_work(parser):
 class _WorkReport:
     """Show ``ddmq work``'s progress on stderr: a status line on a terminal, else a line a task."""
 
-    def __init__(self, silent, stream=None):
+    def __init__(self, silent: bool, stream: Optional[TextIO] = None) -> None:
         self.stream = stream or sys.stderr
         self.silent = silent
         self.tty = not silent and self.stream.isatty()
-        self.worker = None
+        #: The worker whose status() the status line shows; set before it runs.
+        self.worker: Optional[CommandWorker] = None
         self.shown = False
 
-    def event(self, kind, record):
+    def event(self, kind: EventKind, record: EventRecord) -> None:
         if self.silent:
             return
         if kind == "stopping":
@@ -1010,17 +1060,18 @@ class _WorkReport:
             self._status()
 
     @staticmethod
-    def task_line(kind, record):
+    def task_line(kind: str, record: EventRecord) -> str:
         """Return the log line of a task that ended."""
         fate = "exit {}".format(record["exit"]) if record.get("exit") is not None else \
             record.get("signal") or "not started"
         line = "ddmq work: {} {} (delivery {}, {}, {:.3f} s)".format(
             kind, record["id"], record["delivery"], fate, record.get("seconds") or 0.0)
-        if kind != "done" and record.get("reason"):
-            line += ": " + record["reason"].splitlines()[0]
+        reason = record.get("reason")
+        if kind != "done" and reason:
+            line += ": " + reason.splitlines()[0]
         return line
 
-    def stderr(self, data):
+    def stderr(self, data: bytes) -> None:
         """Pass on a command's stderr, keeping the status line below it."""
         if self.shown:
             self.stream.write("\r\033[K")
@@ -1030,14 +1081,15 @@ class _WorkReport:
         if self.tty and data.endswith(b"\n"):
             self._status()
 
-    def _line(self, text):
+    def _line(self, text: str) -> None:
         if self.shown:
             self.stream.write("\r\033[K")
             self.shown = False
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def _status(self):
+    def _status(self) -> None:
+        assert self.worker is not None, "the status line shows a running worker"
         status = self.worker.status()
         rate, eta = status["rate"], status["eta"]
         text = "ddmq work: {done} done, {failed} failed, {running} running, {waiting} waiting, " \
@@ -1056,7 +1108,7 @@ class _WorkReport:
         self.stream.flush()
         self.shown = True
 
-    def end(self, summary):
+    def end(self, summary: Summary) -> None:
         if self.silent:
             return
         text = "ddmq work: {done} done, {failed} failed, {lost} lost, {interrupted} requeued " \
@@ -1066,12 +1118,12 @@ class _WorkReport:
         self._line(text)
 
 
-def _write_all(fd, data):
+def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
 
 
-def work(args):
+def work(args: argparse.Namespace) -> Output:
     """Run a command for every message of a queue (see WORK_DESCRIPTION); nothing on stdout."""
     import signal
 
@@ -1138,34 +1190,41 @@ JSON_COMMAND = Command("Run command(s) packaged as JSON objects", _build_json, N
 
 # Rendering.
 
-def render(output, fmt):
+def render(output: Output, fmt: str) -> str:
     """Return ``output``'s records as text in format ``fmt`` ('' if plain and there are none)."""
     records = output.records
-    if fmt == "json":
-        import json
-
-        return json.dumps(output.document(records)) + "\n"
+    if fmt in ("json", "yaml"):
+        return _render_document(output.document(records), fmt)
     if fmt == "jsonl":
         import json
 
         return "".join(json.dumps(record) + "\n" for record in records)
-    if fmt == "yaml":
-        import yaml
-
-        return yaml.safe_dump(output.document(records), default_flow_style=False,
-                              sort_keys=False, allow_unicode=True)
     if fmt == "table":
         return _render_table(records, output.columns)
     if fmt == "prometheus":
         from . import monitor  # not at the top: start-up time of plain commands
 
-        return monitor.prometheus_text(records)
+        text: str = monitor.prometheus_text(records)
+        return text
     blocks = [output.plain(record) for record in records]
     separator = "\n\n" if any("\n" in block for block in blocks) else "\n"
     return separator.join(blocks) + "\n" if blocks else ""
 
 
-def _render_table(records, columns=None):
+def _render_document(document: object, fmt: str) -> str:
+    """Return the one json or yaml (``fmt``) document of a command, or of a ``ddmq json`` run."""
+    if fmt == "json":
+        import json
+
+        return json.dumps(document) + "\n"
+    import yaml
+
+    text: str = yaml.safe_dump(document, default_flow_style=False, sort_keys=False,
+                               allow_unicode=True)
+    return text
+
+
+def _render_table(records: list[Record], columns: Optional[Columns] = None) -> str:
     """Return records (dicts with the same keys) as a beautifultable table.
 
     ``columns`` lists (key, header) pairs to show; None shows every key.
@@ -1186,7 +1245,7 @@ def _render_table(records, columns=None):
     return str(table) + "\n"
 
 
-def _terminal_width():
+def _terminal_width() -> int:
     # The terminal's own size first: a COLUMNS exported by a parent shell may be stale.
     try:
         return os.get_terminal_size(1).columns
@@ -1205,14 +1264,16 @@ _FORCE = ("view", "create", "delete", "publish", "consume", "pop", "purge", "cle
 _FORCE_HINT = " (use -f to create it)"
 _SHOWN_WHEN_SILENT = ("consume", "pop", "peek")  # their -s only silences "empty"
 
-def _execute(name, args, documents=None):
+def _execute(name: str, args: argparse.Namespace, documents: Optional[Documents] = None) -> int:
     """Run subcommand ``name`` with parsed ``args`` and print its output; return its status.
 
     With ``documents`` (a dict), a json or yaml document is added to
     ``documents[format]`` instead of being printed (``ddmq json`` prints
     them together, as one document).
     """
-    output = COMMANDS[name].run(args)
+    run = COMMANDS[name].run
+    assert run is not None, "every command of COMMANDS has its function"
+    output = run(args)
     if output.shown:
         return output.status
     if documents is not None and args.format in ("json", "yaml"):
@@ -1225,7 +1286,7 @@ def _execute(name, args, documents=None):
     return output.status
 
 
-def _guarded(name, func, debug):
+def _guarded(name: str, func: Callable[[], int], debug: bool) -> int:
     """Return ``func()``; turn an exception into one line on stderr and an exit status."""
     try:
         return func()
@@ -1248,7 +1309,8 @@ def _guarded(name, func, debug):
                        debug, "" if debug else " (run with -d for the traceback)")
 
 
-def _report(error, name, status, debug, hint=""):
+def _report(error: Union[Exception, str], name: str, status: int, debug: bool,
+            hint: str = "") -> int:
     """Print ``error`` in one line on stderr, traceback first if ``debug``; return ``status``."""
     if debug:
         import traceback
@@ -1258,12 +1320,13 @@ def _report(error, name, status, debug, hint=""):
     return status
 
 
-def _read_objects(text):
+def _read_objects(text: str) -> list[object]:
     """Return the JSON values in ``text``: one, or several one after the other (one per line)."""
     import json
 
     decoder = json.JSONDecoder()
-    values, index = [], 0
+    values: list[object] = []
+    index = 0
     while True:
         while index < len(text) and text[index].isspace():
             index += 1
@@ -1277,7 +1340,7 @@ def _read_objects(text):
         values.append(value)
 
 
-def _packaged_args(package, number):
+def _packaged_args(package: object, number: int) -> tuple[str, argparse.Namespace]:
     """Return (command name, parsed args) of packaged operation ``number``; check every key."""
     where = "object {}".format(number)
     if not isinstance(package, dict):
@@ -1296,7 +1359,8 @@ def _packaged_args(package, number):
             where, name, key, ", ".join(COMMANDS)))
     parser = COMMANDS[name].parser(name)
     positional_keys = [key for key, action in parser.keys.items() if not action.option_strings]
-    options, positionals = [], {}
+    options: list[str] = []
+    positionals: dict[str, str] = {}
     for key, value in package.items():
         action = parser.keys.get(key)
         if action is None:
@@ -1322,7 +1386,7 @@ def _packaged_args(package, number):
         raise UsageError("{} ({}): {}".format(where, name, exc)) from None
 
 
-def _packaged_text(value, key, where):
+def _packaged_text(value: object, key: str, where: str) -> str:
     """Return a packaged value as command-line text; a list of names becomes a comma list."""
     if isinstance(value, list) and key in ("queue", "msg_files"):
         if not all(isinstance(item, str) for item in value):
@@ -1334,7 +1398,7 @@ def _packaged_text(value, key, where):
     return str(value)
 
 
-def _run_json(argv):
+def _run_json(argv: list[str]) -> int:
     """Run ``ddmq json``; every object is parsed and checked before the first one runs."""
     args = JSON_COMMAND.parser("json").parse_args(argv)
     if args.payload is not None:
@@ -1354,7 +1418,8 @@ def _run_json(argv):
                                  "holds the JSON objects here".format(number))
     if not operations:
         raise UsageError("no JSON object given")
-    status, documents = EXIT_OK, {}
+    status = EXIT_OK
+    documents: Documents = {}
     try:
         for name, op_args in operations:
             result = _guarded(name, functools.partial(_execute, name, op_args, documents),
@@ -1367,7 +1432,7 @@ def _run_json(argv):
     return status
 
 
-def _print_documents(documents):
+def _print_documents(documents: Documents) -> None:
     """Print the json (then yaml) documents of a ``ddmq json`` run as one document each.
 
     One operation's document is printed as it is; several make a list, in
@@ -1377,11 +1442,11 @@ def _print_documents(documents):
         docs = documents.get(fmt)
         if docs:
             whole = docs[0] if len(docs) == 1 else docs
-            sys.stdout.write(render(Output([whole], str, document=_single), fmt))
+            sys.stdout.write(_render_document(whole, fmt))
     sys.stdout.flush()
 
 
-def _dispatch(argv):
+def _dispatch(argv: list[str]) -> int:
     """Run the subcommand named by ``argv[0]``; return the exit status."""
     if not argv:
         sys.stderr.write(USAGE)
@@ -1399,11 +1464,29 @@ def _dispatch(argv):
         sys.stderr.write("ddmq: error: unknown command {!r} (one of: {}; see 'ddmq -h')\n".format(
             name, ", ".join(list(COMMANDS) + ["json"])))
         return EXIT_USAGE
+    if name == "view":
+        rest = _seconds_left_out(rest, "--watch", WATCH_SECONDS)
     return _guarded(name, lambda: _execute(name, COMMANDS[name].parser(name).parse_args(rest)),
                     "-d" in rest)
 
 
-def main(argv=None):
+def _seconds_left_out(argv: list[str], option: str, default: float) -> list[str]:
+    """Return ``argv`` with ``option`` given its ``default`` where no number follows it.
+
+    argparse gives an optional value the next word whatever it is, so
+    ``view --watch ROOT`` would read ROOT as the seconds.
+    """
+    out = list(argv)
+    for index, arg in enumerate(out[:-1]):
+        if arg == option and not out[index + 1].startswith("-"):
+            try:
+                float(out[index + 1])
+            except ValueError:
+                out[index] = "{}={:g}".format(option, default)
+    return out
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
     """Run the ``ddmq`` command line on ``argv`` (default: sys.argv[1:]); return the status."""
     try:
         return _dispatch(sys.argv[1:] if argv is None else list(argv))

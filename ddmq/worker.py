@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 
+from . import names
 from .log import log
 from .errors import CommandError, DdmqError, InvalidInputError, LeaseLostError, StorageError
 
@@ -175,8 +176,9 @@ class CommandWorker:
     with no ``{}`` the text is the command's standard input.  ``jobs``
     commands run at once.  The worker stops after ``max_messages`` messages,
     once the queue has had nothing to claim for ``idle_exit`` seconds with
-    nothing running, or on SIGTERM/SIGINT/SIGHUP; without any, it waits for
-    messages forever.
+    nothing running and no delayed message (a failed task's retry) due
+    within ``idle_exit`` seconds, or on SIGTERM/SIGINT/SIGHUP; without any,
+    it waits for messages forever.
     ``task_timeout`` seconds after its start a command is sent SIGTERM (and
     SIGKILL :data:`KILL_DELAY` s later) and its message nacked.  ``grace``
     is the shutdown grace period (see the module docstring).  ``joblog`` is
@@ -350,7 +352,8 @@ class CommandWorker:
             self._backoff = min(2 * self._backoff, self._poll_cap)
             self._next_claim = time.monotonic() + self._backoff
             if not self.running and self.idle_exit is not None and (
-                    time.monotonic() - self._last_activity >= self.idle_exit):
+                    time.monotonic() - self._last_activity >= self.idle_exit) \
+                    and not self._delayed_due_within(self.idle_exit):
                 self.idle = True
             return
         self._backoff = FIRST_BACKOFF
@@ -365,6 +368,18 @@ class CommandWorker:
                 self.claimed -= 1
             else:
                 self._start(msg)
+
+    def _delayed_due_within(self, seconds: float) -> bool:
+        """Return True if a delayed message (a failed task's retry) is due within ``seconds``.
+
+        An idle worker waits for such a retry rather than leave it to nobody.
+        """
+        try:
+            soonest = self.broker.get_delayed_list(self.queue)[:1]
+        except DdmqError:
+            return False  # the idle exit goes ahead; the claim loop reports real trouble
+        parsed = names.parse_delayed_name(soonest[0]) if soonest else None
+        return parsed is not None and parsed[0] - self.broker.clock() <= seconds
 
     def _start(self, msg: Message) -> None:
         """Start the command for the claimed ``msg``; nack it if that is impossible."""
@@ -620,9 +635,14 @@ class CommandWorker:
         return bool(acked)
 
     def _nack(self, msg: Message, reason: str, requeue: bool | None = None) -> bool:
-        """Nack ``msg`` (requeued or dropped as its settings say, unless ``requeue``)."""
+        """Nack ``msg`` (requeued or dropped as its settings say, unless ``requeue``).
+
+        A forced requeue (work interrupted, not failed) is served again at
+        once: the queue's retry delay is for failures.
+        """
         try:
-            done = self.broker.nack(msg, requeue=requeue, reason=reason)
+            done = self.broker.nack(msg, requeue=requeue, reason=reason,
+                                    delay=0 if requeue else None)
         except StorageError as exc:
             done = []
             log.warning("Could not nack %s: %s", msg.filename, exc)

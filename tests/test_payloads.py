@@ -4,6 +4,7 @@ import base64
 import datetime
 import json
 import os
+import subprocess
 import zlib
 
 import pytest
@@ -13,7 +14,7 @@ from ddmq.message import FIELDS, from_file, message
 from ddmq.errors import CodecError, InvalidInputError
 
 from conftest import read_json, snapshot
-from test_cli import ok, fails, run
+from test_cli import DDMQ, ok, fails, run
 
 ALL_BYTES = bytes(range(256))
 PAYLOADS = [ALL_BYTES, b"", b"\x00", bytes(range(255, -1, -1)) * 40, os.urandom(4096),
@@ -301,4 +302,17 @@ def test_cli_publish_file_bad_input_changes_nothing(tmp_path):
     assert "cannot read --file" in fails(2, "publish", "--file", str(tmp_path / "nope"), root,
                                          "q")
     assert "cannot read --file" in fails(2, "publish", "--file", str(tmp_path), root, "q")
+    assert snapshot(root) == before
+
+
+def test_cli_publish_file_from_a_closed_stdin_is_one_error_line(tmp_path):
+    # With fd 0 closed, sys.stdin is None: once an "unexpected AttributeError".
+    root = str(tmp_path / "cli")
+    ok("create", "-f", "-s", root, "q")
+    before = snapshot(root)
+    result = subprocess.run(DDMQ + ["publish", "--file", "-", root, "q"], capture_output=True,
+                            text=True, timeout=60, preexec_fn=lambda: os.close(0))
+    assert result.returncode == 2, result
+    assert result.stderr == "ddmq publish: error: cannot read --file -: standard input is " \
+                            "closed\n"
     assert snapshot(root) == before

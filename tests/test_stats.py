@@ -304,3 +304,21 @@ def test_watch_redraws_in_place_in_a_real_terminal(root, tmp_path):
         assert "| q " not in _screen(session)         # the alternate screen is gone
     finally:
         _tmux("kill-session", "-t", session)
+
+
+def test_watch_without_seconds_may_come_before_the_root(root):
+    import signal
+    import subprocess
+
+    from test_cli import DDMQ
+
+    ddmq.broker(root, create=True).publish("q", "x")
+    proc = subprocess.Popen(DDMQ + ["view", "--watch", root, "q"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["queues"]["q"]["waiting"] == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and err == ""

@@ -202,9 +202,34 @@ def test_a_sigkilled_workers_command_is_gone_and_its_message_delivered_again(b, 
     assert b.get_message_list("q") == ([], [])
 
 
+def test_idle_exit_waits_for_a_retry_due_within_the_idle_time(b, root, out, tmp_path):
+    msg = b.publish("q", "flaky")
+    b.update_settings_file("q", {"requeue_delay": 2, "requeue_limit": 3})
+    tried = tmp_path / "tried"
+    # Fails on its first run, succeeds on the retry 2 s later.
+    script = 'if [ -e "$0" ]; then printf "%s" "$1" > "$2/$DDMQ_MESSAGE_ID"; ' \
+             'else touch "$0"; exit 1; fi'
+    done = work(root, "--idle-exit", 1.5,
+                command=["sh", "-c", script, tried, "{}", out])
+    assert done.returncode == 4, done.stderr               # a run failed (then its retry passed)
+    assert "1 done, 1 failed" in done.stderr
+    assert os.listdir(out) == [msg.id]                     # the retry ran before the exit
+    assert b.get_message_list("q") == ([], []) and b.get_delayed_list("q") == []
+
+
+def test_idle_exit_leaves_a_message_delayed_beyond_the_idle_time(b, root, out):
+    b.publish("q", "tomorrow", delay=86400)
+    started = time.monotonic()
+    done = work(root, "--idle-exit", 0.5, command=RECORD + [out])
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30 and os.listdir(out) == []
+    assert len(b.get_delayed_list("q")) == 1
+
+
 @pytest.mark.parametrize("trap", [False, True], ids=["dies-on-term", "ignores-term"])
 def test_sigterm_requeues_the_running_message_at_once(b, root, tmp_path, trap):
     msgs = b.publish_many("q", ["first", "second"])
+    b.update_settings_file("q", {"requeue_delay": 300})   # for failures, not interruptions
     pidfile = tmp_path / "pid"
     script = ('trap "" TERM; ' if trap else "") + 'echo $$ > "$0"; while :; do sleep 0.1; done'
     worker = start(root, "--grace", 1, command=["sh", "-c", script, pidfile])
@@ -223,6 +248,7 @@ def test_sigterm_requeues_the_running_message_at_once(b, root, tmp_path, trap):
     assert not alive(command_pid)
     waiting, work_files = b.get_message_list("q")
     assert work_files == [] and len(waiting) == 2          # nothing lost, nothing claimed
+    assert b.get_delayed_list("q") == []                   # waiting at once, not delayed
     again = b.consume("q", n=2)
     assert sorted(m.id for m in again) == sorted(m.id for m in msgs)
 
