@@ -204,12 +204,12 @@ def test_a_sigkilled_workers_command_is_gone_and_its_message_delivered_again(b, 
 
 def test_idle_exit_waits_for_a_retry_due_within_the_idle_time(b, root, out, tmp_path):
     msg = b.publish("q", "flaky")
-    b.update_settings_file("q", {"requeue_delay": 2, "requeue_limit": 3})
+    b.update_settings_file("q", {"requeue_delay": 4, "requeue_limit": 3})
     tried = tmp_path / "tried"
-    # Fails on its first run, succeeds on the retry 2 s later.
+    # Fails on its first run, succeeds on the retry 4 s later: after the idle time.
     script = 'if [ -e "$0" ]; then printf "%s" "$1" > "$2/$DDMQ_MESSAGE_ID"; ' \
              'else touch "$0"; exit 1; fi'
-    done = work(root, "--idle-exit", 1.5,
+    done = work(root, "--idle-exit", 3,   # the retry is due 4 to 5 s after the failure
                 command=["sh", "-c", script, tried, "{}", out])
     assert done.returncode == 4, done.stderr               # a run failed (then its retry passed)
     assert "1 done, 1 failed" in done.stderr
