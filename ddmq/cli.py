@@ -208,6 +208,17 @@ def _natural(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    """Return ``text`` as an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be an integer >= 0, not {!r}".format(text))
+    return value
+
+
 def _positive(text: str) -> int:
     """Return ``text`` as an integer >= 1."""
     try:
@@ -1019,6 +1030,10 @@ def _build_work(parser: Parser) -> None:
                     "forever)")
     parser.add("--task-timeout", type=_seconds_value, metavar="SECONDS",
                help="send a command running longer SIGTERM (SIGKILL 5 s later) and nack it")
+    parser.add("--retries", type=_count, metavar="N",
+               help="retry a failed task at most N times (fewer if the queue's requeue_limit "
+                    "says so), then give it up: to the queue's dead_letter queue, else it is "
+                    "deleted (default: as requeue_limit says)")
     parser.add("--grace", type=_seconds_value, default=10.0, metavar="SECONDS",
                help="on SIGTERM/SIGINT, how long running commands may finish before they are "
                     "killed and their messages requeued (default 10)")
@@ -1133,7 +1148,8 @@ def work(args: argparse.Namespace) -> Output:
     report = _WorkReport(args.s)
     worker = CommandWorker(b, args.queue, args.argv, jobs=args.jobs,
                            max_messages=args.max_messages, idle_exit=args.idle_exit,
-                           task_timeout=args.task_timeout, grace=args.grace, joblog=args.joblog,
+                           task_timeout=args.task_timeout, retries=args.retries, grace=args.grace,
+                           joblog=args.joblog,
                            on_event=report.event, on_stderr=report.stderr,
                            tick=0.5 if report.tty else None)
     report.worker = worker

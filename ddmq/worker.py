@@ -180,7 +180,10 @@ class CommandWorker:
     within ``idle_exit`` seconds, or on SIGTERM/SIGINT/SIGHUP; without any,
     it waits for messages forever.
     ``task_timeout`` seconds after its start a command is sent SIGTERM (and
-    SIGKILL :data:`KILL_DELAY` s later) and its message nacked.  ``grace``
+    SIGKILL :data:`KILL_DELAY` s later) and its message nacked.  A message
+    that failed and was retried ``retries`` times already is given up on
+    its next failure (default: as the message's and the queue's
+    ``requeue_limit`` say).  ``grace``
     is the shutdown grace period (see the module docstring).  ``joblog`` is
     a file path that gets one tab-separated line per task.
 
@@ -193,15 +196,19 @@ class CommandWorker:
 
     def __init__(self, broker: Broker, queue: str, command: Sequence[str], jobs: int = 1,
                  max_messages: int | None = None, idle_exit: float | None = None,
-                 task_timeout: float | None = None, grace: float = 10.0,
-                 joblog: str | None = None,
+                 task_timeout: float | None = None, retries: int | None = None,
+                 grace: float = 10.0, joblog: str | None = None,
                  on_event: Callable[[EventKind, EventRecord], object] | None = None,
                  on_stderr: Callable[[bytes], object] | None = None,
                  tick: float | None = None) -> None:
         if not command:
             raise InvalidInputError("no command given", "invalid")
-        if not isinstance(jobs, int) or jobs < 1:
+        if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
             raise InvalidInputError("jobs must be an integer >= 1, not {!r}".format(jobs),
+                                    "invalid")
+        if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool)
+                                    or retries < 0):
+            raise InvalidInputError("retries must be an integer >= 0, not {!r}".format(retries),
                                     "invalid")
         self.broker = broker
         self.queue = queue
@@ -210,6 +217,7 @@ class CommandWorker:
         self.max_messages = max_messages
         self.idle_exit = idle_exit
         self.task_timeout = task_timeout
+        self.retries = retries
         self.grace = grace
         self.joblog_path = joblog
         self.on_event: Callable[[EventKind, EventRecord], object] = (
@@ -638,8 +646,13 @@ class CommandWorker:
         """Nack ``msg`` (requeued or dropped as its settings say, unless ``requeue``).
 
         A forced requeue (work interrupted, not failed) is served again at
-        once: the queue's retry delay is for failures.
+        once: the queue's retry delay is for failures.  A failure of a
+        message already retried ``retries`` times gives it up (dead-lettered
+        or dropped, as the queue says).
         """
+        if requeue is None and self.retries is not None \
+                and (msg.requeue_counter or 0) >= self.retries:
+            requeue = False
         try:
             done = self.broker.nack(msg, requeue=requeue, reason=reason,
                                     delay=0 if requeue else None)

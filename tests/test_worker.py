@@ -217,6 +217,29 @@ def test_idle_exit_waits_for_a_retry_due_within_the_idle_time(b, root, out, tmp_
     assert b.get_message_list("q") == ([], []) and b.get_delayed_list("q") == []
 
 
+def test_retries_gives_a_failing_task_up_to_the_dead_letter_queue(b, root, out):
+    msg = b.publish("q", "broken")
+    b.update_settings_file("q", {"dead_letter": "dlq"})     # and no requeue_limit
+    b.create_queue("dlq")
+    failing = ["sh", "-c", 'touch "$1/$DDMQ_DELIVERY"; exit 3', "sh", out]
+    done = work(root, "--retries", 2, "--idle-exit", 1, command=failing)
+    assert done.returncode == 4, done.stderr
+    assert sorted(os.listdir(out)) == ["1", "2", "3"]      # the first run and two retries
+    assert b.get_message_list("q") == ([], []) and b.get_delayed_list("q") == []
+    dead = b.consume("dlq")
+    assert dead.id == msg.id and dead.dead_lettered_from == "q"
+    assert "exit status 3" in dead.last_nack_reason
+
+
+def test_retries_0_without_a_dead_letter_queue_drops_the_task_after_one_run(b, root, out):
+    b.publish("q", "broken")
+    done = work(root, "--retries", 0, "--idle-exit", 1,
+                command=["sh", "-c", 'touch "$1/$DDMQ_DELIVERY"; exit 1', "sh", out])
+    assert done.returncode == 4 and "1 failed" in done.stderr
+    assert os.listdir(out) == ["1"]
+    assert b.get_message_list("q") == ([], [])
+
+
 def test_idle_exit_leaves_a_message_delayed_beyond_the_idle_time(b, root, out):
     b.publish("q", "tomorrow", delay=86400)
     started = time.monotonic()
@@ -280,6 +303,7 @@ def test_a_command_that_cannot_start_is_an_error_before_any_claim(b, root, comma
 @pytest.mark.parametrize("argv", [["work", "ROOT", "q", "true"], ["work", "ROOT", "q", "--"],
                                   ["work", "-j", "0", "ROOT", "q", "--", "true"],
                                   ["work", "--idle-exit", "soon", "ROOT", "q", "--", "true"],
+                                  ["work", "--retries", "-1", "ROOT", "q", "--", "true"],
                                   ["work", "ROOT", "../q", "--", "true"]])
 def test_usage_errors(b, root, argv):
     before = snapshot(root)
