@@ -208,17 +208,6 @@ def _natural(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
-    """Return ``text`` as an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be an integer >= 0, not {!r}".format(text))
-    return value
-
-
 def _positive(text: str) -> int:
     """Return ``text`` as an integer >= 1."""
     try:
@@ -1030,7 +1019,7 @@ def _build_work(parser: Parser) -> None:
                     "forever)")
     parser.add("--task-timeout", type=_seconds_value, metavar="SECONDS",
                help="send a command running longer SIGTERM (SIGKILL 5 s later) and nack it")
-    parser.add("--retries", type=_count, metavar="N",
+    parser.add("--retries", type=_natural, metavar="N",
                help="retry a failed task at most N times (fewer if the queue's requeue_limit "
                     "says so), then give it up: to the queue's dead_letter queue, else it is "
                     "deleted (default: as requeue_limit says)")
