@@ -46,10 +46,7 @@ def make_folder(path: str, umask: Optional[int]) -> None:
     New folders get the mode ``umask`` allows (None: the process's umask).
     """
     try:
-        if umask is None:
-            os.makedirs(path, exist_ok=True)
-        else:
-            fs.make_dirs(path, umask)
+        fs.make_dirs(path, umask)
     except OSError as exc:
         raise protocol.storage_error(exc, "create folder", path,
                                      [(_existing_parent(path), "write")]) from None

@@ -237,22 +237,26 @@ class broker:
 
     if TYPE_CHECKING:  # the overloads: one queue's figures, or every queue's by name
         @overload
-        def stats(self, queue: str) -> Figures: ...
+        def stats(self, queue: str, since: float | None = None) -> Figures: ...
 
         @overload
-        def stats(self, queue: None = None) -> dict[str, Figures]: ...
+        def stats(self, queue: None = None,
+                  since: float | None = None) -> dict[str, Figures]: ...
 
-    def stats(self, queue: str | None = None) -> Figures | dict[str, Figures]:
+    def stats(self, queue: str | None = None,
+              since: float | None = None) -> Figures | dict[str, Figures]:
         """Return the figures of ``queue`` as a dict, or of every queue as {name: dict}.
 
         Counted from directory listings and file names only, never reading
         a message file (see :mod:`ddmq.stats` for each figure): waiting,
         in_flight, expired, work, delayed, quarantined, dead_lettered,
-        oldest_waiting_age, oldest_claim_age, oldest_lease_expiry.
+        oldest_waiting_age, oldest_claim_age, oldest_lease_expiry.  With
+        ``since`` (an epoch time) also ``published_since``: the messages
+        published after it that are still in the queue, for rates.
         """
         if queue is None:
-            return {name: self._stats(name) for name in self.list_queues()}
-        return self._stats(queue)
+            return {name: self._stats(name, since) for name in self.list_queues()}
+        return self._stats(queue, since)
 
     def _stats(self, queue: str, since: float | None = None) -> Figures:
         from . import stats  # not at the top: start-up time of plain commands

@@ -584,7 +584,9 @@ def view(args: argparse.Namespace) -> Output:
             raise UsageError("--watch shows the figures as a table or as json, without -n")
         from . import watch  # not at the top: start-up time of plain commands
 
-        shown: Output = watch.run(b, lambda: _view_queues(args, b), args.watch, args.format)
+        named = _view_queues(args, b) if args.queue else None   # checked once, not per refresh
+        shown: Output = watch.run(b, (lambda: named) if named else b.list_queues, args.watch,
+                                  args.format)
         return shown
     queues = _view_queues(args, b)
     if args.n:
@@ -955,17 +957,6 @@ WORK_EPILOG = """exit status: 0 every task succeeded, 4 some task failed or lost
 EXIT_TASKS_FAILED = 4
 
 
-def _seconds_value(text: str) -> float:
-    """Return ``text`` as a number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be a number of seconds >= 0, not {!r}".format(text))
-    return value
-
-
 def _raw_help_formatter(prog: str) -> argparse.RawDescriptionHelpFormatter:
     width = _help_formatter(prog).__dict__.get("_width", 78) + 2
     return argparse.RawDescriptionHelpFormatter(prog, width=width)
@@ -1013,17 +1004,17 @@ def _build_work(parser: Parser) -> None:
                help="run up to N commands at once (default 1)")
     parser.add("--max-messages", type=_positive, metavar="N",
                help="stop after N messages")
-    parser.add("--idle-exit", type=_seconds_value, metavar="SECONDS",
+    parser.add("--idle-exit", type=_seconds, metavar="SECONDS",
                help="stop once the queue has had nothing to claim for SECONDS with nothing "
                     "running and no retry due within SECONDS (default: wait for messages "
                     "forever)")
-    parser.add("--task-timeout", type=_seconds_value, metavar="SECONDS",
+    parser.add("--task-timeout", type=_seconds, metavar="SECONDS",
                help="send a command running longer SIGTERM (SIGKILL 5 s later) and nack it")
     parser.add("--retries", type=_natural, metavar="N",
                help="retry a failed task at most N times (fewer if the queue's requeue_limit "
                     "says so), then give it up: to the queue's dead_letter queue, else it is "
                     "deleted (default: as requeue_limit says)")
-    parser.add("--grace", type=_seconds_value, default=10.0, metavar="SECONDS",
+    parser.add("--grace", type=_seconds, default=10.0, metavar="SECONDS",
                help="on SIGTERM/SIGINT, how long running commands may finish before they are "
                     "killed and their messages requeued (default 10)")
     parser.add("--joblog", metavar="FILE",

@@ -39,8 +39,7 @@ MESSAGE_ID = re.compile(r"[A-Za-z0-9]+\Z")
 
 SECONDS_DIGITS = 10
 _NONCE_LIMIT = 10 ** 9
-_LAST_SECOND = 10 ** SECONDS_DIGITS - 1   # the latest expiry a lease can hold (year 2286)
-LAST_SECOND = _LAST_SECOND
+LAST_SECOND = 10 ** SECONDS_DIGITS - 1   # the latest expiry a lease can hold (year 2286)
 _last_queue_number = 0
 
 TYPE_CHECKING = False
@@ -102,7 +101,7 @@ def new_lease(expiry: float) -> str:
     """Return a lease for a claim that expires at epoch time ``expiry``."""
     # A lease holds 10 digits of seconds: a later expiry (a huge or infinite
     # timeout) would read back as a date in 2001, so it gets the last one.
-    expiry = min(expiry, _LAST_SECOND)
+    expiry = min(expiry, LAST_SECOND)
     import random  # here, not at the top: `ddmq publish` never needs it (start-up time)
 
     return "{:010d}{:09d}".format(max(0, int(expiry)), random.randrange(_NONCE_LIMIT))
@@ -112,7 +111,7 @@ def delayed_name(due: float, ready: str) -> str:
     """Return the name in ``delayed/`` of the message ``ready`` due at epoch second ``due``."""
     import random  # here, not at the top: start-up time of plain commands
 
-    return "{:010d}{:09d}.{}".format(min(int(due), _LAST_SECOND), random.randrange(_NONCE_LIMIT),
+    return "{:010d}{:09d}.{}".format(min(int(due), LAST_SECOND), random.randrange(_NONCE_LIMIT),
                                      ready)
 
 
@@ -124,9 +123,9 @@ def parse_delayed_name(name: str) -> Optional[tuple[int, str]]:
 
 def check_due(when: float, what: str = "delay") -> None:
     """Raise InvalidInputError unless ``when`` (epoch seconds) is finite and fits a name's 10 digits."""
-    if not when <= _LAST_SECOND:   # also NaN
+    if not when <= LAST_SECOND:   # also NaN
         raise InvalidInputError("{} ends after the last time a file name can hold (epoch "
-                                "{}): {!r}".format(what, _LAST_SECOND, when), "invalid")
+                                "{}): {!r}".format(what, LAST_SECOND, when), "invalid")
 
 
 def work_name(lease: str, ready: str) -> str:

@@ -46,7 +46,6 @@ them.
 
 from __future__ import annotations
 
-import os
 import re
 
 from . import protocol
@@ -74,8 +73,6 @@ if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-u
         oldest_lease_expiry: Optional[int]
         published_since: NotRequired[int]   # with since= only
 
-DELAYED_DIR: str = getattr(protocol, "DELAYED_DIR", "delayed")
-
 #: The figures of one queue, in the order they are shown.
 FIELDS = ("waiting", "in_flight", "expired", "work", "delayed", "quarantined", "dead_lettered",
           "oldest_waiting_age", "oldest_claim_age", "oldest_lease_expiry")
@@ -87,13 +84,7 @@ _READY_SECONDS = re.compile(r"^[0-9]+\.([0-9]{10})[0-9]*\.ddmq[A-Za-z0-9]+$", re
 _WORK_LEASE = re.compile(r"^([0-9]{10})[0-9]*\.[0-9]+\.[0-9]+\.ddmq[A-Za-z0-9]+$", re.M).findall
 
 
-def _listdir(path: str) -> list[str]:
-    try:
-        return protocol.retry_stale(os.listdir, path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except OSError as exc:
-        raise protocol.storage_error(exc, "list", path) from None
+_listdir = protocol.list_folder
 
 
 def _joined(path: str) -> str:
@@ -138,7 +129,7 @@ def queue_stats(queue_dir: str, settings: Settings, now: float, dead_letter_dir:
         "in_flight": len(leases) - expired,
         "expired": expired,
         "work": len(leases),
-        "delayed": len(_listdir(queue_dir + "/" + DELAYED_DIR)),
+        "delayed": len(_listdir(queue_dir + "/" + protocol.DELAYED_DIR)),
         "quarantined": len(_listdir(queue_dir + "/" + protocol.QUARANTINE_DIR)),
         "dead_lettered": len(waiting_seconds(dead_letter_dir)) if dead_letter_dir else 0,
         "oldest_waiting_age": None if oldest_ready is None else max(0, int(now) - int(oldest_ready)),

@@ -57,7 +57,7 @@ def subscribe(root: str, topic: str, queue: str, umask: Optional[int] = None) ->
     path = folder + "/" + names.check_queue_name(queue)
     for attempt in (1, 2):
         try:
-            os.close(fs.open_file(path, umask, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            os.close(fs.open_file(path, umask))
             return True
         except FileExistsError:
             return False  # RACE: or subscribed by another process this very moment
@@ -110,12 +110,7 @@ def topics(root: str) -> list[str]:
 
 
 def _names(folder: str) -> list[str]:
-    try:
-        entries = protocol.retry_stale(os.listdir, folder)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise protocol.storage_error(exc, "list", folder) from None
+    entries = protocol.list_folder(folder)
     # Anything else in the folder (an editor's backup, a stray file) is no subscription.
     return sorted(name for name in entries if names.QUEUE_NAME.match(name))
 

@@ -60,7 +60,7 @@ def rates(before: Optional[Figures], after: Figures,
 
 def run(b: broker, queues: Callable[[], Iterable[str]], interval: float, fmt: str) -> Output:
     """Refresh the figures of ``queues()`` every ``interval`` s until Ctrl-C; return an Output."""
-    from .cli import Output, VIEW_COLUMNS, _render_table
+    from .cli import Output, VIEW_COLUMNS, _by_queue, _render_table
     from .errors import QueueNotFoundError
 
     on_terminal = fmt == "table" and sys.stdout.isatty()
@@ -74,16 +74,14 @@ def run(b: broker, queues: Callable[[], Iterable[str]], interval: float, fmt: st
             records: list[dict[str, object]] = []
             for queue in queues():
                 try:
-                    figures: Figures = b._stats(queue, since=last)
+                    figures: Figures = b.stats(queue, since=last)
                 except QueueNotFoundError:
                     continue  # deleted since it was listed: gone from the next refresh
-                if last is None:
-                    figures["published_since"] = 0
                 publish_rate, ack_rate, eta = rates(previous.get(queue), figures,
                                                     now - (last or now))
                 previous[queue] = figures
                 record = dict(queue=queue, **figures)
-                del record["published_since"]
+                record.pop("published_since", None)
                 record.update(publish_rate=publish_rate, ack_rate=ack_rate, eta=eta)
                 records.append(record)
             last = now
@@ -93,9 +91,8 @@ def run(b: broker, queues: Callable[[], Iterable[str]], interval: float, fmt: st
                 sys.stdout.write(_HOME + header + _render_table(
                     records, VIEW_COLUMNS + RATE_COLUMNS) + _CLEAR_BELOW)
             else:
-                sys.stdout.write(json.dumps({"time": round(now, 3), "queues": {
-                    r["queue"]: {k: v for k, v in r.items() if k != "queue"}
-                    for r in records}}) + "\n")
+                sys.stdout.write(json.dumps({"time": round(now, 3),
+                                             "queues": _by_queue(records)}) + "\n")
             sys.stdout.flush()
             time.sleep(interval)
     except KeyboardInterrupt:
