@@ -46,6 +46,7 @@ import time
 from .errors import DdmqError, InvalidInputError, LeaseLostError
 from .lease import Renewer
 from .log import log
+from .publishing import check_optional_int
 from .wait import FOREVER, STOP_LATENCY, check_wait
 
 TYPE_CHECKING = False
@@ -79,7 +80,7 @@ def messages(broker: Broker, queue: str, wait: float | None = None,
              max_messages: int | None = None, stop: StopEvent | None = None) -> Iterator[Message]:
     """Return an iterator over messages consumed from ``queue``; see broker.messages."""
     wait = check_wait(wait)
-    _check_count("max_messages", max_messages)
+    check_optional_int("max_messages", max_messages)
     broker.get_settings(queue)  # a bad or missing queue fails here, not at the first next()
     return _iterate(broker, queue, wait, max_messages, stop)
 
@@ -131,7 +132,8 @@ class Processing:
         if self.msg is None:
             return False
         try:
-            self.outcome = settle(self.broker, self.msg, kind is None, self._renewer, self._lease)
+            self.outcome = settle(self.broker, self.msg, kind is None, self._renewer, self._lease,
+                                  kind is not None and not issubclass(kind, Exception))
         finally:
             if self._renewer is not None:
                 self._renewer.close()
@@ -143,17 +145,24 @@ class Processing:
 
 
 def settle(broker: Broker, msg: Message, ok: bool, renewer: Renewer | None = None,
-           lease: Lease | None = None) -> Outcome:
+           lease: Lease | None = None, interrupted: bool = False) -> Outcome:
     """End the lease renewals of ``msg``, then ack it (``ok``) or nack it; return the outcome.
 
-    The outcome is ACKED, NACKED or LOST (the renewals lost the lease, or
-    the message was gone when settled).
+    An ``interrupted`` task (Ctrl-C, SystemExit) did not fail: its message
+    is requeued at once, whatever the settings say.  The outcome is ACKED,
+    NACKED or LOST (the renewals lost the lease, or the message was gone
+    when settled).
     """
     if lease is not None:
         assert renewer is not None, "a lease comes from its renewer"
         if not renewer.release(lease):
             return LOST
-    done = broker.ack(msg) if ok else broker.nack(msg)
+    if ok:
+        done = broker.ack(msg)
+    elif interrupted:
+        done = broker.nack(msg, requeue=True, delay=0)
+    else:
+        done = broker.nack(msg)
     if not done:
         return LOST
     return ACKED if ok else NACKED
@@ -167,7 +176,7 @@ def work(broker: Broker, queue: str, func: Handler, jobs: int = 1,
         raise InvalidInputError("func must be callable, not {!r}".format(func), "invalid")
     if not (isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1):
         raise InvalidInputError("jobs must be an integer >= 1, not {!r}".format(jobs), "invalid")
-    _check_count("max_messages", max_messages)
+    check_optional_int("max_messages", max_messages)
     idle_exit = check_wait(idle_exit)
     if idle_exit == FOREVER:
         idle_exit = None
@@ -289,7 +298,7 @@ class _Pool:
         except BaseException as exc:  # Ctrl-C, SystemExit: requeue at once, then leave
             interrupted, ok = exc, False
         try:
-            outcome = settle(self.broker, msg, ok, self.renewer, lease)
+            outcome = settle(self.broker, msg, ok, self.renewer, lease, interrupted is not None)
         except DdmqError as exc:
             log.warning("Could not settle message %s of %s (it will be delivered again): %s",
                         msg.id, self.queue, exc)
@@ -325,13 +334,6 @@ def _join(threads: list[threading.Thread]) -> None:
     for thread in threads:
         while thread.is_alive():
             thread.join(0.25)
-
-
-def _check_count(name: str, value: object) -> None:
-    if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
-                                  and value >= 0):
-        raise InvalidInputError("{} must be an integer >= 0 or None, not {!r}".format(
-            name, value), "invalid")
 
 
 def _log_failure(msg: Message) -> None:

@@ -41,8 +41,7 @@ import time
 
 from .log import log
 from .names import DELAYED_NAME, SECONDS_DIGITS, ready_sort_key
-from .protocol import (DELAYED_DIR, DUE_DIR, MARK_SECONDS, promote, remove_due_marks,
-                       retry_stale)
+from .protocol import (DELAYED_DIR, DUE_DIR, MARK_SECONDS, list_folder, promote, remove_due_marks)
 
 CHECK_INTERVAL = 1.0     # seconds between two looks (one stat) at .due/
 RELIST_INTERVAL = 30.0   # seconds after which delayed/ is listed even if it looks unchanged
@@ -107,22 +106,13 @@ class DelayedIndex:
         return []
 
     def _earliest_mark(self) -> Optional[int]:
-        try:
-            marks = retry_stale(os.listdir, self.marks)
-        except FileNotFoundError:
-            return None
+        marks = list_folder(self.marks)
         minutes = [int(mark) for mark in marks if mark.isdigit()]
         return min(minutes) if minutes else None
 
     def _list(self, now: float, mono: float) -> list[str]:
         self._stamp = _stamp(self.marks)   # before listing: a change during it shows next time
-        try:
-            # RACE: on a network filesystem a folder can answer ESTALE for a
-            # moment (another client replaced an entry); a fresh lookup works.
-            entries = [name for name in retry_stale(os.listdir, self.folder)
-                       if DELAYED_NAME.match(name)]
-        except FileNotFoundError:
-            entries = []
+        entries = [name for name in list_folder(self.folder) if DELAYED_NAME.match(name)]
         self._checked = self._listed = mono
         # A name whose first 10 digits are at most now sorts before now + 1.
         limit = "{:0{}d}".format(int(now) + 1, SECONDS_DIGITS)

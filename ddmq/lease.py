@@ -62,7 +62,6 @@ class Lease:
         #: None, or the error that lost the lease (LeaseLostError, QueueNotFoundError).
         self.lost: LeaseLostError | QueueNotFoundError | None = None
         #: How many times the lease was renewed.
-        self.renewals = 0
         self.held = True
         self.lock = threading.Lock()   # held during a renewal, and by release()
 
@@ -180,5 +179,4 @@ class Renewer:
                 log.warning("Could not renew the lease of %s/work/%s (retrying): %s",
                             lease.msg.queue, lease.msg.filename, exc)
                 return min(lease.interval, RETRY_INTERVAL)
-            lease.renewals += 1
             return lease.interval

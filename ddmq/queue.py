@@ -35,7 +35,6 @@ class Queue:
         # Hot paths join "<dir>/<name>" (names never hold a separator).
         self.dir = root + "/" + name
         self.work_dir = self.dir + "/" + protocol.WORK_DIR
-        self.delayed_dir = self.dir + "/" + protocol.DELAYED_DIR
         #: What this process knows of the delayed messages (see :mod:`ddmq.delayed`).
         self.delayed = DelayedIndex(self.dir)
         self.settings = settings

@@ -45,9 +45,10 @@ STOP_LATENCY = 0.1   # longest a set stop event goes unnoticed while an inotify 
 # From <sys/inotify.h>.
 _IN_CLOSE_WRITE = 0x08
 _IN_MOVED_TO = 0x80
+_IN_CREATE = 0x100          # a hard link: how a topic publish reaches all but one queue
 _IN_DELETE_SELF = 0x400
 _IN_MOVE_SELF = 0x800
-_WATCHED = _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_DELETE_SELF | _IN_MOVE_SELF
+_WATCHED = _IN_MOVED_TO | _IN_CREATE | _IN_CLOSE_WRITE | _IN_DELETE_SELF | _IN_MOVE_SELF
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-up

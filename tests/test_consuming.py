@@ -232,3 +232,15 @@ def test_touch_racing_a_forced_clean_has_exactly_one_winner_per_message(root):
     assert not touch_ids & clean_ids
     assert touch_ids | clean_ids == set(ids)
     assert len(touched) + len(waiting) == total
+
+
+def test_processing_interrupted_by_ctrl_c_requeues_at_once(root):
+    b = ddmq.broker(root)
+    b.update_settings_file("q", {"requeue_delay": 300})   # for failures, not interruptions
+    b.publish("q", "job")
+    with pytest.raises(KeyboardInterrupt):
+        with b.processing("q") as msg:
+            raise KeyboardInterrupt
+    assert b.get_delayed_list("q") == []
+    again = b.consume("q")
+    assert again is not None and again.id == msg.id

@@ -233,3 +233,25 @@ def test_one_broker_shared_by_threads_delivers_each_message_once(root, path):
     seen = [text for mine in got for text in mine]
     assert sorted(seen, key=int) == [str(i) for i in range(total)]
     assert b.get_message_list("q") == ([], [])
+
+
+def test_inotify_wakes_a_waiter_on_a_topic_copy_delivered_by_hard_link(root, monkeypatch):
+    monkeypatch.setenv("DDMQ_INOTIFY", "1")
+    b = ddmq.broker(root)
+    b.update_settings_file("", {"poll_interval": 30})   # only inotify can wake it in time
+    b.create_queue("r")
+    for queue in ("q", "r"):
+        b.subscribe("news", queue)
+    # publish_linked links the file into every queue but the last (which gets the
+    # rename): queue "q" sees only a link, an IN_CREATE.
+    code = ("import sys, time, ddmq; time.sleep(11); "
+            "ddmq.broker(sys.argv[1]).publish_topic('news', 'x', clean=False)")
+    pub = subprocess.Popen([sys.executable, "-c", code, root])
+    started = time.time()
+    msg = ddmq.broker(root).consume("q", wait=20)
+    took = time.time() - started
+    pub.wait(timeout=30)
+    assert msg is not None and msg.message == "x"
+    # The poll's backoff looks at about 10.2 s and 20.4 s: only inotify wakes it
+    # soon after the publish at about 11 s.
+    assert took < 18, took
