@@ -736,6 +736,26 @@ class broker:
             msg.filename = new
         return new
 
+    def release(self, queue: str | Message, msg_file: str | None = None) -> bool:
+        """Give a consumed message back unchanged, to be served again at once; return True.
+
+        For work that was claimed but never done (a worker stopping before
+        it started the command): one rename back to the message's waiting
+        name, so it keeps its place in the queue, its file, its
+        ``requeue_counter`` and its history, as if never claimed.  Takes the
+        message arguments of :meth:`touch`.  Returns False if its lease had
+        expired and another process took it.
+        """
+        queue, works = self._work_files(queue, msg_file)
+        if len(works) != 1:
+            raise InvalidInputError("release gives back one message at a time", "invalid")
+        q = self._queue(queue)
+        if not protocol.release(q.dir, works[0], q.settings["fsync"]):
+            self._check_queue_folder(q)
+            return False
+        q.offer(_ready_of(works[0]))
+        return True
+
     def _own_timeout(self, q: Queue, work: str) -> float | None:
         """Return the timeout field of the claimed message ``work`` (None: unset, unreadable, gone)."""
         try:

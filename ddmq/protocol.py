@@ -540,8 +540,9 @@ def _read(path: str, state: str) -> bytes:
 def release(queue_dir: str, work: str, fsync: bool = False) -> bool:
     """Give back the owned claimed message ``work`` unread: CLAIMED -> READY, under its old name.
 
-    For a claimant that may not read the file: the message waits again as
-    if never claimed.  Only the owner of a message renames to its ready
+    For a claimant that may not read the file, or gives the message back
+    before doing anything with it: the message waits again as if never
+    claimed.  Only the owner of a message renames to its ready
     name, so the target is still ours alone.  False if it was taken meanwhile.
     """
     parsed = names.parse_work_name(work)

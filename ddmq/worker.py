@@ -38,6 +38,7 @@ import threading
 import time
 
 from . import names
+from .lease import RETRY_INTERVAL, renew_interval
 from .log import log
 from .errors import CommandError, DdmqError, InvalidInputError, LeaseLostError, StorageError
 
@@ -95,9 +96,6 @@ if TYPE_CHECKING:  # typing is never imported at run time: it would slow start-u
 
 FIRST_BACKOFF = 0.005   # seconds before looking again at a queue found empty while tasks run
 WAIT_SLICE = 1.0        # longest blocking consume when idle: how late an idle worker sees a signal
-TOUCH_FRACTION = 1 / 3  # renew a lease once this fraction of it has passed
-MIN_TOUCH = 0.05        # seconds between two renewals at least, whatever the lease
-TOUCH_RETRY = 1.0       # seconds before retrying a renewal the filesystem refused
 KILL_DELAY = 5.0        # seconds from SIGTERM to SIGKILL for a command past --task-timeout
 WATCHDOG_DELAY = 2.0    # the same, for commands of a worker that died (see ddmq.watchdog)
 STDERR_TAIL = 4096      # bytes of a command's stderr kept for its failure reason
@@ -372,7 +370,7 @@ class CommandWorker:
             self._handle_signals()  # one came while we waited: these must not start
         for msg in msgs:
             if self.stop_signal is not None or self.fatal is not None:
-                self._nack(msg, "not started: the worker was stopping", requeue=True)
+                self._release(msg)
                 self.claimed -= 1
             else:
                 self._start(msg)
@@ -436,7 +434,7 @@ class CommandWorker:
             self._first_start = now
         task = Task(msg, pid, now, delivery, err_r, stdin_w, data)
         lease = msg.timeout if msg.timeout is not None else self._default_lease
-        task.next_touch = now + max(lease * TOUCH_FRACTION, MIN_TOUCH)
+        task.next_touch = now + renew_interval(lease)
         if self.task_timeout is not None:
             task.deadline = now + self.task_timeout
         self.running[pid] = task
@@ -458,7 +456,7 @@ class CommandWorker:
         # message would fail alike, so stop, and give this one back untouched.
         self.fatal = CommandError("cannot run {!r}: {}".format(self.command[0], exc.strerror
                                                                 or exc), "command")
-        self._nack(msg, str(self.fatal), requeue=True)
+        self._release(msg)
         self.claimed -= 1
 
     def _finish_failed(self, msg: Message, reason: str) -> None:
@@ -642,6 +640,17 @@ class CommandWorker:
             self.on_event("lost", task.record(reason="could not ack: its lease was lost"))
         return bool(acked)
 
+    def _release(self, msg: Message) -> None:
+        """Give back ``msg``, claimed but never started, unchanged (see broker.release)."""
+        try:
+            if self.broker.release(msg):
+                return
+        except StorageError as exc:
+            log.warning("Could not give back %s: %s", msg.filename, exc)
+            return
+        log.warning("%s of queue %s was not given back (its lease was lost)", msg.filename,
+                    self.queue)
+
     def _nack(self, msg: Message, reason: str, requeue: bool | None = None) -> bool:
         """Nack ``msg`` (requeued or dropped as its settings say, unless ``requeue``).
 
@@ -701,10 +710,10 @@ class CommandWorker:
             return
         except StorageError as exc:
             log.warning("Could not renew the lease of %s: %s", task.msg.filename, exc)
-            task.next_touch = now + TOUCH_RETRY
+            task.next_touch = now + RETRY_INTERVAL
             return
         lease = task.msg.timeout if task.msg.timeout is not None else self._default_lease
-        task.next_touch = now + max(lease * TOUCH_FRACTION, MIN_TOUCH)
+        task.next_touch = now + renew_interval(lease)
 
     # Signals.
 

@@ -963,3 +963,19 @@ def test_legacy_queue_is_purged_and_deleted(legacy):
     assert b.purge_queue("q") == [1, 1]
     assert b.delete_queue("q") is True
     assert b.list_queues() == []
+
+
+def test_release_gives_a_message_back_unchanged_in_its_place(b):
+    b.create_queue("q")
+    first, second = b.publish_many("q", ["first", "second"])
+    msg = b.consume("q")
+    assert msg.id == first.id
+    assert b.release(msg) is True
+    again = b.consume("q")
+    assert again.id == first.id and again.requeue_counter == 0   # its place, its count
+    old = again.filename
+    b.touch(again)                                  # as another process taking it over would
+    assert b.release("q", old) is False             # that claim is no longer ours
+    assert b.release(again) is True
+    with pytest.raises(InvalidInputError):
+        b.release("q", [again.filename, again.filename])
